@@ -1,0 +1,171 @@
+"""Every estimator against brute-force enumeration of all k-subsets (math.md section 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import brute
+from infertune.estimators import (
+    bon_at_k,
+    bon_curve,
+    maj_at_k,
+    maj_curve,
+    pass_at_k,
+    pass_curve,
+    weighted_maj_at_k,
+    weighted_maj_curve,
+)
+
+ANSWERS = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d"]))
+SCORES = st.sampled_from([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0])  # few values, so ties are frequent
+
+
+@st.composite
+def prompt(draw, max_n=7, binary=True):
+    n = draw(st.integers(1, max_n))
+    answers = draw(st.lists(ANSWERS, min_size=n, max_size=n))
+    reward_values = [0.0, 1.0] if binary else [0.0, 0.25, 1.0]
+    # Rewards are usually a function of the answer; sometimes not (a reward that reads more than the answer).
+    if draw(st.booleans()):
+        table = {a: draw(st.sampled_from(reward_values)) for a in "abcd"}
+        rewards = [table[a] if a is not None else 0.0 for a in answers]
+    else:
+        rewards = draw(st.lists(st.sampled_from(reward_values), min_size=n, max_size=n))
+    scores = draw(st.lists(SCORES, min_size=n, max_size=n))
+    return answers, rewards, scores
+
+
+def _obj(answers):
+    arr = np.empty((1, len(answers)), dtype=object)
+    arr[0, :] = answers
+    return arr
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompt())
+def test_pass_curve_matches_enumeration_and_product_form(case):
+    _, rewards, _ = case
+    n = len(rewards)
+    curve = pass_curve([rewards])[0]
+    c = int(sum(rewards))
+    for k in range(1, n + 1):
+        assert curve[k - 1] == pytest.approx(brute.passk(rewards, k), abs=1e-9)
+        product = 1.0 - np.prod([1.0 - k / i for i in range(n - c + 1, n + 1)])
+        assert pass_at_k(n, c, k) == pytest.approx(product, abs=1e-9)
+        assert pass_at_k(n, c, k) == pytest.approx(curve[k - 1], abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompt(binary=False))
+def test_bon_matches_enumeration_with_ties(case):
+    _, rewards, scores = case
+    n = len(rewards)
+    curve = bon_curve([scores], [rewards])[0]
+    for k in range(1, n + 1):
+        expected = brute.bon(scores, rewards, k)
+        assert curve[k - 1] == pytest.approx(expected, abs=1e-9)
+        assert bon_at_k([scores], [rewards], k)[0] == pytest.approx(expected, abs=1e-9)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompt(binary=False))
+def test_pass_is_bon_with_the_reward_as_verifier(case):
+    _, rewards, _ = case
+    binary = [float(r == 1.0) for r in rewards]
+    np.testing.assert_allclose(bon_curve([binary], [binary]), pass_curve([binary]), atol=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompt(max_n=8, binary=False))
+def test_maj_exact_matches_enumeration(case):
+    answers, rewards, _ = case
+    n = len(answers)
+    est = maj_curve(_obj(answers), [rewards], method="exact")
+    assert est.exact.all() and np.all(est.stderr == 0)
+    for k in range(1, n + 1):
+        assert est.values[0, k - 1] == pytest.approx(brute.maj(answers, rewards, k), abs=1e-9)
+    assert maj_at_k(_obj(answers), [rewards], n, method="exact").values[0] == pytest.approx(
+        brute.maj(answers, rewards, n), abs=1e-9)
+
+
+@pytest.mark.parametrize("aggregate", ["sum", "max"])
+@settings(max_examples=150, deadline=None)
+@given(case=prompt(max_n=7, binary=False))
+def test_weighted_maj_exact_matches_enumeration(aggregate, case):
+    answers, rewards, scores = case
+    n = len(answers)
+    est = weighted_maj_curve(_obj(answers), [scores], [rewards], aggregate=aggregate, method="exact")
+    for k in range(1, n + 1):
+        expected = brute.weighted_maj(answers, scores, rewards, k, aggregate)
+        assert est.values[0, k - 1] == pytest.approx(expected, abs=1e-9)
+    one = weighted_maj_at_k(_obj(answers), [scores], [rewards], 1, aggregate=aggregate, method="exact")
+    assert one.values[0] == pytest.approx(brute.weighted_maj(answers, scores, rewards, 1, aggregate), abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(13, 24), st.integers(0, 10_000))
+def test_weighted_max_is_exact_beyond_enumeration_without_cross_answer_ties(n, seed):
+    rng = np.random.default_rng(seed)
+    answers = rng.choice(np.array(["a", "b", "c", None], dtype=object), size=n)
+    rewards = np.array([1.0 if a == "a" else 0.0 for a in answers])
+    scores = rng.random(n)  # continuous: no ties
+    est = weighted_maj_curve(_obj(list(answers)), [scores], [rewards], aggregate="max")
+    assert est.exact.all()
+    for k in (1, 2, n // 2, n):
+        subset_n = n
+        # Brute force over C(24, 12) subsets is too slow; check k values where it is cheap, else against MC.
+        if subset_n <= 16 or k in (1, 2, n):
+            assert est.values[0, k - 1] == pytest.approx(
+                brute.weighted_maj(list(answers), list(scores), list(rewards), k, "max"), abs=1e-9)
+
+
+def test_edge_cases_all_correct_none_correct_all_unparseable():
+    n = 6
+    all_ok = np.ones((1, n))
+    none_ok = np.zeros((1, n))
+    np.testing.assert_allclose(pass_curve(all_ok), 1.0)
+    np.testing.assert_allclose(pass_curve(none_ok), 0.0)
+    unparsed = _obj([None] * n)
+    assert np.all(maj_curve(unparsed, none_ok, method="exact").values == 0.0)
+    assert np.all(weighted_maj_curve(unparsed, all_ok, none_ok).values == 0.0)
+    same = _obj(["x"] * n)
+    np.testing.assert_allclose(maj_curve(same, all_ok, method="exact").values, 1.0)
+
+
+def test_maj_exact_large_n_matches_monte_carlo():
+    rng = np.random.default_rng(3)
+    n = 48
+    answers = rng.choice(np.array(["r", "w1", "w2", "w3", None], dtype=object), size=(6, n),
+                         p=[0.3, 0.3, 0.2, 0.1, 0.1])
+    rewards = (answers == "r").astype(float)
+    exact = maj_curve(answers, rewards, method="exact")
+    mc = maj_curve(answers, rewards, method="mc", mc_samples=4000, seed=1)
+    # Within 5 standard errors; the slack covers outcomes so rare that no permutation drew them (stderr 0).
+    assert np.all(np.abs(mc.values - exact.values) < 5 * mc.stderr + 1e-3)
+    # Full-set votes are deterministic: both must give the same number.
+    np.testing.assert_allclose(mc.values[:, -1], exact.values[:, -1], atol=1e-12)
+
+
+def test_weighted_sum_monte_carlo_agrees_with_enumeration():
+    rng = np.random.default_rng(5)
+    n = 10
+    answers = rng.choice(np.array(["a", "b", "c", None], dtype=object), size=(5, n))
+    rewards = (answers == "a").astype(float)
+    scores = rng.random((5, n)).round(2)
+    exact = weighted_maj_curve(answers, scores, rewards, method="exact")
+    mc = weighted_maj_curve(answers, scores, rewards, method="mc", mc_samples=3000, seed=2)
+    assert np.all(np.abs(mc.values - exact.values) < 5 * mc.stderr + 1e-3)
+    # The prompt-mean standard error is reported and small.
+    assert np.all(mc.mean_stderr() < 0.01)
+
+
+def test_vectorised_over_prompts_equals_row_by_row():
+    rng = np.random.default_rng(0)
+    scores = rng.random((20, 9)).round(1)
+    rewards = (rng.random((20, 9)) < 0.4).astype(float)
+    whole = bon_curve(scores, rewards)
+    for p in range(20):
+        np.testing.assert_allclose(whole[p], bon_curve(scores[p], rewards[p])[0], atol=1e-12)
