@@ -81,7 +81,10 @@ def encode_answers(answers: Any) -> EncodedAnswers:
     if np.issubdtype(arr.dtype, np.floating):
         valid = ~np.isnan(arr)
         return _encode_valid_labels(np.where(valid, arr, 0.0), valid)
-    # Generic objects: one pass with a dict gives global codes, then they are made local per prompt.
+    codes = _arrow_codes(arr)
+    if codes is not None:
+        return _encode_valid_labels(codes, codes >= 0, dense=True)
+    # Mixed or unusual objects: one pass with a dict gives global codes, then they are made local per prompt.
     flat = arr.ravel()
     table: dict[Any, int] = {}
     codes = np.empty(flat.shape[0], dtype=np.int64)
@@ -95,25 +98,53 @@ def encode_answers(answers: Any) -> EncodedAnswers:
                 p, i = divmod(j, arr.shape[1])
                 raise ValueError(f"answers: unhashable answer {a!r} at prompt {p}, sample {i}") from exc
     codes = codes.reshape(arr.shape)
-    return _encode_valid_labels(codes, codes >= 0)
+    return _encode_valid_labels(codes, codes >= 0, dense=True)
 
 
-def _encode_valid_labels(labels: np.ndarray, valid: np.ndarray) -> EncodedAnswers:
-    """Relabel so codes are dense within each prompt, keeping -1 for invalid entries."""
+def _arrow_codes(arr: np.ndarray) -> np.ndarray | None:
+    """Global integer codes through Arrow's dictionary encoding, or None when Arrow cannot type the answers."""
+    import pyarrow as pa
+
+    try:
+        encoded = pa.array(arr.ravel(), from_pandas=False).dictionary_encode()
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes.reshape(arr.shape)
+
+
+def _encode_valid_labels(labels: np.ndarray, valid: np.ndarray, dense: bool = False) -> EncodedAnswers:
+    """Relabel so codes are dense within each prompt, keeping -1 for invalid entries.
+
+    ``dense`` says the valid labels are already codes 0..G-1 shared by all prompts.
+    """
     n_prompts, n = labels.shape
-    rows = np.broadcast_to(np.arange(n_prompts)[:, None], labels.shape)
-    keys = np.stack([rows[valid], labels[valid]])
     ids = np.full(labels.shape, -1, dtype=np.int64)
     n_distinct = np.zeros(n_prompts, dtype=np.int64)
-    if keys.shape[1]:
-        # Sort lexicographically by (row, label); dense rank of unique pairs, made local by subtracting each
-        # row's first rank.
-        uniq, inverse = np.unique(keys.T, axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        first = np.searchsorted(uniq[:, 0], np.arange(n_prompts), side="left")
-        local = inverse - first[keys[0]]
-        ids[valid] = local
-        n_distinct = np.bincount(uniq[:, 0], minlength=n_prompts).astype(np.int64)
+    if not valid.any():
+        return EncodedAnswers(ids=ids, n_distinct=n_distinct)
+    if dense:
+        span = int(labels[valid].max()) + 1
+        if n_prompts * span <= 20_000_000:
+            # Small alphabets: mark which codes each prompt uses; a running count along the row is the local code.
+            present = np.zeros((n_prompts, span), dtype=bool)
+            rows = np.broadcast_to(np.arange(n_prompts)[:, None], labels.shape)
+            present[rows[valid], labels[valid]] = True
+            local = np.cumsum(present, axis=1, dtype=np.int64) - 1
+            ids[valid] = local[rows[valid], labels[valid]]
+            return EncodedAnswers(ids=ids, n_distinct=present.sum(axis=1).astype(np.int64))
+        codes = labels[valid]
+    else:
+        _, codes = np.unique(labels[valid], return_inverse=True)
+        codes = codes.ravel()
+        span = int(codes.max()) + 1
+    # Large alphabets: the dense rank of (row, code) minus the rank of the row's first pair is the local code.
+    rows = np.broadcast_to(np.arange(n_prompts)[:, None], labels.shape)[valid]
+    uniq, inverse = np.unique(rows * span + codes, return_inverse=True)
+    uniq_rows = uniq // span
+    first = np.searchsorted(uniq_rows, np.arange(n_prompts), side="left")
+    ids[valid] = inverse.ravel() - first[rows]
+    n_distinct = np.bincount(uniq_rows, minlength=n_prompts).astype(np.int64)
     return EncodedAnswers(ids=ids, n_distinct=n_distinct)
 
 

@@ -22,11 +22,11 @@ Aggregate = Literal["sum", "max"]
 
 # Largest n whose 2^n subsets are enumerated for exact weighted votes.
 MAX_ENUMERATE_N = 12
-# Total work (vector operations) that "auto" spends on exact maj@k before falling back to Monte-Carlo.
-EXACT_BUDGET = 400_000
+# Estimated seconds that "auto" may spend on exact maj@k before it uses Monte-Carlo instead.
+EXACT_BUDGET_S = 2.0
 # Monte-Carlo permutations: enough in total for a tight mean, never fewer than this per prompt.
-MC_TOTAL_DRAWS = 40_000
-MC_MIN_PER_PROMPT = 4
+MC_TOTAL_DRAWS = 20_000
+MC_MIN_PER_PROMPT = 2
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ def maj_curve(
 ) -> Estimate:
     """maj@k for every k = 1..n, shape [prompts, n].
 
-    method: "exact" (generating-function programme, n <= 512), "mc" (random permutations), or "auto" (exact for
-    the prompts that fit a fixed work budget, cheapest first, Monte-Carlo for the rest).
+    method: "exact" (generating-function programme, n <= 512), "mc" (random permutations), or "auto" (exact when
+    the whole batch is estimated to take at most EXACT_BUDGET_S seconds, else Monte-Carlo).
     """
     enc, r, values = _prepare(answers, rewards)
     n_prompts, n = r.shape
@@ -208,6 +208,8 @@ def _answer_counts(enc: EncodedAnswers, width: int) -> np.ndarray:
 
 def _choose_exact(counts: np.ndarray, n: int, method: Method) -> np.ndarray:
     n_prompts = counts.shape[0]
+    if method not in ("auto", "exact", "mc"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'mc', got {method!r}")
     if method == "mc":
         return np.zeros(n_prompts, dtype=bool)
     if n > MAX_EXACT_N:
@@ -216,18 +218,8 @@ def _choose_exact(counts: np.ndarray, n: int, method: Method) -> np.ndarray:
         return np.zeros(n_prompts, dtype=bool)
     if method == "exact":
         return np.ones(n_prompts, dtype=bool)
-    if method != "auto":
-        raise ValueError(f"method must be 'auto', 'exact' or 'mc', got {method!r}")
-    # Identical count profiles cost once; spend the budget on the cheapest profiles first.
-    profiles: dict[tuple, list[int]] = {}
-    for p in range(n_prompts):
-        profiles.setdefault(tuple(sorted(counts[p][counts[p] > 0].tolist())), []).append(p)
-    chosen = np.zeros(n_prompts, dtype=bool)
-    spent = 0.0
-    for profile, members in sorted(profiles.items(), key=lambda kv: exact_cost(np.array(kv[0], dtype=np.int64))):
-        cost = exact_cost(np.array(profile, dtype=np.int64)) + 1.0
-        if spent + cost > EXACT_BUDGET:
-            break
-        spent += cost
-        chosen[members] = True
-    return chosen
+    # Exact for the whole batch when its estimated time fits the budget; a cheap lower bound (the per-count
+    # overhead alone) rules out large batches before the full estimate is computed.
+    lower_bound = float((5e-5 + 2e-5 * counts.max(axis=1)).sum())
+    affordable = lower_bound <= EXACT_BUDGET_S and float(exact_cost(counts).sum()) <= EXACT_BUDGET_S
+    return np.full(n_prompts, affordable)

@@ -32,67 +32,98 @@ def scan_curves(
     aggregate: str,
     n_perm: int,
     rng: np.random.Generator,
-    rows_per_chunk: int = 32768,
+    rows_per_chunk: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Monte-Carlo vote curves: mean and standard error over n_perm permutations, each of shape [prompts, n].
 
     ids: answer codes (-1 unparseable) [P, n]; weights: each sample's vote weight [P, n] (1 for plain majority);
     values: reward of each answer code [P, A]; aggregate: "sum" or "max" of the weights of an answer's samples.
     """
+    if aggregate not in ("sum", "max"):
+        raise ValueError(f"aggregate must be 'sum' or 'max', got {aggregate!r}")
     n_prompts, n = ids.shape
-    width = values.shape[1] + 1  # last column absorbs unparseable samples
     mean = np.empty((n_prompts, n))
     se = np.empty((n_prompts, n))
     per_chunk = max(1, rows_per_chunk // n_perm)
+    integral = aggregate == "sum" and bool(np.all(weights == np.round(weights)))
     for start in range(0, n_prompts, per_chunk):
         stop = min(n_prompts, start + per_chunk)
-        draws = _scan_chunk(ids[start:stop], weights[start:stop], values[start:stop], width, aggregate, n_perm, rng)
-        mean[start:stop] = draws.mean(axis=1)
-        if n_perm > 1:
-            se[start:stop] = draws.std(axis=1, ddof=1) / np.sqrt(n_perm)
-        else:
-            se[start:stop] = np.nan
+        draws = _scan_chunk(ids[start:stop], weights[start:stop], values[start:stop], aggregate, integral,
+                            n_perm, rng)  # [n, n_perm, prompts]
+        mean[start:stop] = draws.mean(axis=1).T
+        se[start:stop] = (draws.std(axis=1, ddof=1).T / np.sqrt(n_perm)) if n_perm > 1 else np.nan
     return mean, se
 
 
-def _scan_chunk(ids, weights, values, width, aggregate, n_perm, rng) -> np.ndarray:
+def _scan_chunk(ids, weights, values, aggregate, integral, n_perm, rng) -> np.ndarray:
     pc, n = ids.shape
+    width = values.shape[1] + 1  # the last column is a sink for unparseable samples: its weight stays -inf
     rows = pc * n_perm
-    prompt_of_row = np.repeat(np.arange(pc), n_perm)
-    perm = rng.permuted(np.tile(np.arange(n, dtype=np.int32), (rows, 1)), axis=1)
-    seq_ids = np.take_along_axis(ids[prompt_of_row], perm, axis=1)
-    seq_w = np.take_along_axis(weights[prompt_of_row], perm, axis=1)
-    seq_ids = np.where(seq_ids < 0, width - 1, seq_ids)
-    vals = np.concatenate([values, np.zeros((pc, 1))], axis=1)[prompt_of_row]
+    # Row m * pc + p is permutation m of prompt p. Arrays are laid out [step, row] so that step j reads one
+    # contiguous row, and the draws of one prompt end up side by side after a reshape.
+    prompt_of_row = np.tile(np.arange(pc), n_perm)
+    perm = rng.permuted(np.broadcast_to(np.arange(n)[:, None], (n, rows)).copy(), axis=0)
+    source = perm + (prompt_of_row * n)[None, :]
+    del perm
+    seq_ids = ids.ravel()[source]
+    sink = seq_ids < 0
+    seq_ids[sink] = width - 1
+    seq_w = weights.ravel()[source]
+    seq_w[sink] = -np.inf
+    del source, sink
+    vals = np.concatenate([values, np.zeros((pc, 1))], axis=1)
+    seq_v = vals.ravel()[seq_ids + (prompt_of_row * width)[None, :]]
+    # The accumulator is laid out [answer, row]: step j touches one entry per row, spread over few answer streams.
+    flat = seq_ids * rows + np.arange(rows)[None, :]
+    del seq_ids
 
-    r = np.arange(rows)
-    acc = np.full((rows, width), -np.inf if aggregate == "max" else 0.0)
-    member = np.full((rows, width), -1, dtype=np.int64)
-    epoch = np.zeros(rows, dtype=np.int64)
-    lead = np.full(rows, -np.inf)
+    dtype = np.float32 if integral and n < 2**24 else np.float64  # vote counts are exact in float32
+    acc = np.full(rows * width, -np.inf, dtype=dtype) if aggregate == "max" else np.zeros(rows * width, dtype=dtype)
+    acc[(width - 1) * rows :] = -np.inf
+    seq_w = seq_w.astype(dtype, copy=False)
+    # When every sample strictly raises its answer's weight past the tie band, an answer that reaches the lead
+    # cannot already be tied with it, and the membership bookkeeping can be skipped.
+    finite_w = weights[np.isfinite(weights)]
+    top = float(np.abs(finite_w).max(initial=1.0)) * n
+    track_members = not (aggregate == "sum" and finite_w.size and finite_w.min() > 2 * TIE_RTOL * max(top, 1.0))
+    member = np.full(rows * width, -1, dtype=np.int32) if track_members else None
+    epoch = np.zeros(rows, dtype=np.int32)
+    hi = np.full(rows, -np.inf, dtype=dtype)  # a weight above hi takes the lead alone
+    lo = np.full(rows, np.inf, dtype=dtype)  # a weight at or above lo ties with the lead (none before a lead exists)
     tie_sum = np.zeros(rows)
     tie_count = np.zeros(rows)
-    out = np.empty((rows, n))
+    out = np.empty((n, rows))
     for j in range(n):
-        a = seq_ids[:, j]
-        valid = a != width - 1
+        idx = flat[j]
         if aggregate == "max":
-            acc[r, a] = np.maximum(acc[r, a], seq_w[:, j])
+            wa = np.maximum(acc[idx], seq_w[j])
         else:
-            acc[r, a] += seq_w[:, j]
-        wa = acc[r, a]
-        tol = _tie_tol(np.where(np.isfinite(lead), lead, 0.0))
-        beats = valid & (wa > lead + tol)
-        joins = valid & ~beats & (wa >= lead - tol) & (member[r, a] != epoch)
-        va = vals[r, a]
-        epoch = epoch + beats
-        lead = np.where(beats, wa, lead)
-        tie_sum = np.where(beats, va, tie_sum + np.where(joins, va, 0.0))
-        tie_count = np.where(beats, 1.0, tie_count + joins)
-        changed = beats | joins
-        member[r[changed], a[changed]] = epoch[changed]
-        out[:, j] = np.where(tie_count > 0, tie_sum / np.maximum(tie_count, 1.0), 0.0)
-    return out.reshape(pc, n_perm, n)
+            wa = acc[idx] + seq_w[j]
+        acc[idx] = wa
+        beats = wa > hi
+        joins = (wa >= lo) ^ beats  # beats implies wa >= lo, so this is "ties but does not beat"
+        if track_members:
+            joins &= member[idx] != epoch
+        va = seq_v[j]
+        if beats.any():
+            if track_members:
+                epoch += beats
+            if integral:
+                np.copyto(hi, wa, where=beats)
+                np.copyto(lo, wa, where=beats)
+            else:
+                tol = _tie_tol(np.where(beats, wa, 0.0))
+                np.copyto(hi, wa + tol, where=beats)
+                np.copyto(lo, wa - tol, where=beats)
+            np.copyto(tie_sum, va, where=beats)
+            np.copyto(tie_count, 1.0, where=beats)
+        np.add(tie_sum, va, out=tie_sum, where=joins)
+        tie_count += joins
+        if track_members:
+            changed = beats | joins
+            member[idx[changed]] = epoch[changed]
+        np.divide(tie_sum, np.maximum(tie_count, 1.0), out=out[j])
+    return out.reshape(n, n_perm, pc)
 
 
 def enumerate_curves(ids: np.ndarray, weights: np.ndarray, values: np.ndarray, aggregate: str) -> np.ndarray:
