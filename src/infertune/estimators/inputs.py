@@ -77,13 +77,13 @@ def encode_answers(answers: Any) -> EncodedAnswers:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"answers: empty input of shape {arr.shape}")
     if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_):
-        return _encode_valid_labels(arr.astype(np.int64), np.ones(arr.shape, dtype=bool))
+        return encode_labels(arr.astype(np.int64), np.ones(arr.shape, dtype=bool))
     if np.issubdtype(arr.dtype, np.floating):
         valid = ~np.isnan(arr)
-        return _encode_valid_labels(np.where(valid, arr, 0.0), valid)
+        return encode_labels(np.where(valid, arr, 0.0), valid)
     codes = _arrow_codes(arr)
     if codes is not None:
-        return _encode_valid_labels(codes, codes >= 0, dense=True)
+        return encode_labels(codes, codes >= 0, dense=True)
     # Mixed or unusual objects: one pass with a dict gives global codes, then they are made local per prompt.
     flat = arr.ravel()
     table: dict[Any, int] = {}
@@ -98,7 +98,7 @@ def encode_answers(answers: Any) -> EncodedAnswers:
                 p, i = divmod(j, arr.shape[1])
                 raise ValueError(f"answers: unhashable answer {a!r} at prompt {p}, sample {i}") from exc
     codes = codes.reshape(arr.shape)
-    return _encode_valid_labels(codes, codes >= 0, dense=True)
+    return encode_labels(codes, codes >= 0, dense=True)
 
 
 def _arrow_codes(arr: np.ndarray) -> np.ndarray | None:
@@ -113,8 +113,8 @@ def _arrow_codes(arr: np.ndarray) -> np.ndarray | None:
     return codes.reshape(arr.shape)
 
 
-def _encode_valid_labels(labels: np.ndarray, valid: np.ndarray, dense: bool = False) -> EncodedAnswers:
-    """Relabel so codes are dense within each prompt, keeping -1 for invalid entries.
+def encode_labels(labels: np.ndarray, valid: np.ndarray, dense: bool = False) -> EncodedAnswers:
+    """Encode integer labels [prompts, n] with a validity mask: codes dense within each prompt, -1 where invalid.
 
     ``dense`` says the valid labels are already codes 0..G-1 shared by all prompts.
     """
