@@ -1,0 +1,82 @@
+"""The ``infertune`` command line: thin wrappers that map options onto config dataclasses and print results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from infertune.cli_config import with_config
+from infertune.report import ReportConfig, build_report, render, write_report
+from infertune.store import SampleStore, StoreError
+from infertune.synthetic import SyntheticConfig, write_run
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Measure and fine-tune language models for the inference strategy they will be used with.")
+
+
+def _console() -> Console:
+    return Console()
+
+
+@app.command()
+@with_config(ReportConfig)
+def report(run: Path = typer.Argument(..., help="Run folder holding a sample store."),
+           config: ReportConfig = None) -> None:
+    """Tables and plots of pass@k, BoN@k, maj@k and weighted maj@k for every k, with bootstrap intervals."""
+    console = _console()
+    try:
+        with console.status("estimating curves"):
+            result = build_report(run, config)
+    except (StoreError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    render(result, console)
+    for kind, path in write_report(result).items():
+        console.print(f"wrote {kind}: {path}")
+
+
+@app.command()
+@with_config(SyntheticConfig)
+def synthetic(out: Path = typer.Argument(..., help="Run folder to write the synthetic samples into."),
+              config: SyntheticConfig = None) -> None:
+    """Write a built-in synthetic set of scored samples (no model needed) into a run folder."""
+    console = _console()
+    with console.status("writing synthetic samples"):
+        added = write_run(SampleStore(out), config)
+    console.print(f"{out}: {added} rows added ({config.prompts} prompts x n={config.n} x "
+                  f"{len(config.temperatures)} temperatures)")
+
+
+@app.command()
+@with_config(SyntheticConfig)
+def demo(out: Path = typer.Option(Path("infertune-demo"), help="Folder for the run and its report."),
+         config: SyntheticConfig = None) -> None:
+    """The embedded default: evaluate the built-in synthetic run and report every inference-scaling curve.
+
+    Uses no model; it shows what infertune measures and how fast, on samples whose properties are known.
+    """
+    console = _console()
+    start = time.perf_counter()
+    run = out / "synthetic-run"
+    console.rule("infertune demo: inference-scaling curves of a synthetic run")
+    with console.status("writing synthetic samples"):
+        added = write_run(SampleStore(run), config)
+    console.print(f"samples: {config.prompts} prompts x n={config.n} x temperatures {config.temperatures} "
+                  f"({added} rows added to {run})")
+    with console.status("estimating curves and bootstrap intervals"):
+        result = build_report(run, ReportConfig(seed=config.seed))
+    render(result, console)
+    for kind, path in write_report(result).items():
+        console.print(f"wrote {kind}: {path}")
+    console.print(f"demo finished in {time.perf_counter() - start:.1f} s")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
