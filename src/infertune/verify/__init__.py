@@ -1,0 +1,1 @@
+"""Rewards and verifier scores: answer extraction, math equivalence, the code sandbox and batch verifiers."""
