@@ -1,0 +1,11 @@
+"""Tasks: problems with prompts and references, and the reward each completion earns.
+
+``load(name, **options)`` gives any registered task: ``arith`` (procedural, the embedded default), ``humaneval``,
+``champ``, ``reasoning-gym:<dataset>``, ``jsonl:<path>``, ``parquet:<path>``.
+"""
+
+from infertune.tasks import arith, champ, humaneval, reasoning_gym_task, user_data  # noqa: F401 - registration
+from infertune.tasks.base import Problem, Task, available, load, register
+from infertune.tasks.user_data import DataError
+
+__all__ = ["DataError", "Problem", "Task", "available", "load", "register"]

@@ -1,0 +1,88 @@
+"""What a task is: problems with prompts and references, and a reward that judges a completion.
+
+The reward R is what a user is judged on (exact answer, passing unit tests). It is binary for every built-in task,
+so pass@k is well defined; a verifier score, which Best-of-N selects by, lives in ``infertune.verify``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from infertune.verify.answers import extract_answer
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One prompt of a task. ``target`` is what the checker needs (gold answers, numbers and target, unit tests)."""
+
+    id: str
+    prompt: str
+    reference: str | None
+    target: Any = None
+    metadata: dict = field(default_factory=dict, compare=False, hash=False)
+    system: str | None = None
+
+    def chat(self) -> list[dict[str, str]]:
+        """The prompt as chat messages, for instruction-tuned models."""
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        return messages + [{"role": "user", "content": self.prompt}]
+
+
+class Task(ABC):
+    """Base class: subclasses set ``name``, build ``problems()`` and implement ``reward``."""
+
+    name: str = "task"
+
+    @abstractmethod
+    def problems(self) -> list[Problem]:
+        """Every problem of the task, in a fixed order."""
+
+    @abstractmethod
+    def reward(self, problem: Problem, completion: str) -> float:
+        """1.0 when the completion solves the problem, else 0.0."""
+
+    def extract(self, completion: str) -> str | None:
+        """The answer majority vote counts; None when the completion gives none."""
+        return extract_answer(completion)
+
+    def rewards(self, problems: Sequence[Problem], completions: Sequence[str], *,
+                workers: int | None = None) -> list[float]:
+        """Rewards of many completions; tasks that run code override this to run them in parallel."""
+        if len(problems) != len(completions):
+            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        return [self.reward(p, c) for p, c in zip(problems, completions)]
+
+    def spec(self) -> dict:
+        """How to load this task again (stored in a run's metadata)."""
+        return {"name": self.name}
+
+
+_REGISTRY: dict[str, Callable[..., Task]] = {}
+
+
+def register(prefix: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Register a task factory under a name, or a prefix for names of the form ``prefix:argument``."""
+
+    def decorate(factory: Callable[..., Task]) -> Callable[..., Task]:
+        _REGISTRY[prefix] = factory
+        return factory
+
+    return decorate
+
+
+def load(name: str, **options: Any) -> Task:
+    """A task by name: ``arith``, ``humaneval``, ``champ``, ``reasoning-gym:<dataset>``, ``jsonl:<path>``,
+    ``parquet:<path>``; options go to the task's constructor."""
+    prefix, sep, argument = name.partition(":")
+    if prefix not in _REGISTRY:
+        known = ", ".join(sorted(p + (":<arg>" if p in ("reasoning-gym", "jsonl", "parquet") else "")
+                                 for p in _REGISTRY))
+        raise ValueError(f"unknown task {name!r}; known tasks: {known}")
+    factory = _REGISTRY[prefix]
+    return factory(argument, **options) if sep else factory(**options)
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)

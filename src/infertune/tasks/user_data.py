@@ -1,0 +1,138 @@
+"""The user's own problems from a JSON Lines or Parquet file.
+
+Each row has ``prompt`` (string) and either ``answer`` (checked for mathematical equivalence) or ``tests`` (Python
+code run after the completion in the sandbox; reward 1.0 when it exits cleanly); ``id`` and ``system`` are optional.
+A malformed row is refused with an error naming the file, the line (or row) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from infertune.tasks.base import Problem, Task, register
+from infertune.verify.answers import equivalent
+from infertune.verify.sandbox import SandboxConfig, run_many
+
+
+class DataError(ValueError):
+    """A row of the user's data that cannot be a problem; the message names file, line and field."""
+
+
+def _problem_from_row(row: Any, where: str, index: int) -> Problem:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected an object with a 'prompt' field, got {type(row).__name__}")
+    prompt = row.get("prompt")
+    if prompt is None:
+        raise DataError(f"{where}: field 'prompt' is missing")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise DataError(f"{where}: field 'prompt' must be a non-empty string")
+    has_answer = row.get("answer") is not None
+    has_tests = row.get("tests") is not None
+    if has_answer == has_tests:
+        raise DataError(f"{where}: give exactly one of the fields 'answer' or 'tests'")
+    if has_answer and not isinstance(row["answer"], (str, int, float)):
+        raise DataError(f"{where}: field 'answer' must be a string or a number")
+    if has_tests and not isinstance(row["tests"], str):
+        raise DataError(f"{where}: field 'tests' must be a string of Python code")
+    pid = row.get("id", index)
+    if not isinstance(pid, (str, int)):
+        raise DataError(f"{where}: field 'id' must be a string or an integer")
+    system = row.get("system")
+    if system is not None and not isinstance(system, str):
+        raise DataError(f"{where}: field 'system' must be a string")
+    if has_answer:
+        target = {"answer": str(row["answer"])}
+        reference = str(row["answer"])
+    else:
+        target = {"tests": row["tests"]}
+        reference = row.get("reference") if isinstance(row.get("reference"), str) else None
+    return Problem(id=str(pid), prompt=prompt, reference=reference, target=target, system=system)
+
+
+def read_jsonl(path: Path) -> list[Problem]:
+    problems, seen = [], set()
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            problem = _problem_from_row(row, where, line_no)
+            if problem.id in seen:
+                raise DataError(f"{where}: field 'id' repeats {problem.id!r}")
+            seen.add(problem.id)
+            problems.append(problem)
+    if not problems:
+        raise DataError(f"{path}: no rows")
+    return problems
+
+
+def read_parquet(path: Path) -> list[Problem]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    problems, seen = [], set()
+    for i, row in enumerate(rows):
+        where = f"{path}: row {i}"
+        problem = _problem_from_row(row, where, i)
+        if problem.id in seen:
+            raise DataError(f"{where}: field 'id' repeats {problem.id!r}")
+        seen.add(problem.id)
+        problems.append(problem)
+    if not problems:
+        raise DataError(f"{path}: no rows")
+    return problems
+
+
+class UserDataTask(Task):
+    def __init__(self, path: str, kind: str, timeout_s: float = 10.0, memory_mb: int = 512) -> None:
+        if not path:
+            raise ValueError(f"{kind} needs a file: {kind}:<path>")
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: no such file")
+        self.kind = kind
+        self.name = f"{kind}:{path}"
+        self.sandbox = SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb)
+        self._problems = read_jsonl(self.path) if kind == "jsonl" else read_parquet(self.path)
+
+    def problems(self) -> list[Problem]:
+        return self._problems
+
+    def reward(self, problem: Problem, completion: str) -> float:
+        return self.rewards([problem], [completion])[0]
+
+    def rewards(self, problems: Sequence[Problem], completions: Sequence[str], *,
+                workers: int | None = None) -> list[float]:
+        if len(problems) != len(completions):
+            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        out: list[float | None] = [None] * len(problems)
+        code_jobs = []
+        for i, (p, c) in enumerate(zip(problems, completions)):
+            if "answer" in p.target:
+                out[i] = float(equivalent(self.extract(c), p.target["answer"]))
+            else:
+                code_jobs.append((i, f"{c}\n\n{p.target['tests']}\n"))
+        if code_jobs:
+            results = run_many([code for _, code in code_jobs], config=self.sandbox, workers=workers)
+            for (i, _), result in zip(code_jobs, results):
+                out[i] = 1.0 if result.passed else 0.0
+        return out  # type: ignore[return-value]
+
+    def spec(self) -> dict:
+        return {"name": self.name, "timeout_s": self.sandbox.timeout_s, "memory_mb": self.sandbox.memory_mb}
+
+
+@register("jsonl")
+def _jsonl(path: str, **options: Any) -> UserDataTask:
+    return UserDataTask(path, "jsonl", **options)
+
+
+@register("parquet")
+def _parquet(path: str, **options: Any) -> UserDataTask:
+    return UserDataTask(path, "parquet", **options)
