@@ -10,6 +10,7 @@ from rich.console import Console
 
 from infertune.cli_config import with_config
 from infertune.report import ReportConfig, build_report, render, write_report
+from infertune.scoring import ScoreConfig, build_verifier, score_store, task_for_run
 from infertune.store import SampleStore, StoreError
 from infertune.synthetic import SyntheticConfig, write_run
 
@@ -18,7 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 def _console() -> Console:
-    return Console()
+    # Messages carry paths a user copies: soft wrapping never breaks them; tables still fit the terminal.
+    return Console(soft_wrap=True)
 
 
 @app.command()
@@ -31,11 +33,34 @@ def report(run: Path = typer.Argument(..., help="Run folder holding a sample sto
         with console.status("estimating curves"):
             result = build_report(run, config)
     except (StoreError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     render(result, console)
     for kind, path in write_report(result).items():
         console.print(f"wrote {kind}: {path}")
+
+
+@app.command()
+@with_config(ScoreConfig)
+def score(run: Path = typer.Argument(..., help="Run folder holding a sample store."),
+          config: ScoreConfig = None) -> None:
+    """Add answers, rewards and verifier score columns to a run's stored completions."""
+    console = _console()
+    store = SampleStore(run)
+    try:
+        task = task_for_run(store, config)
+        verifiers = [build_verifier(spec, task) for spec in config.verifier]
+        with console.status("scoring") as status:
+            summary = score_store(store, task, verifiers, rescore=config.rescore, workers=config.workers,
+                                  progress=lambda msg: status.update(f"scoring: {msg}"))
+    except (StoreError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if summary["rows_scored"] == 0:
+        console.print(f"{run}: every row is already scored ({summary['rows']} rows); use --rescore to redo")
+        return
+    figures = ", ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.startswith("mean_"))
+    console.print(f"{run}: scored {summary['rows_scored']} of {summary['rows']} rows with {task.name}: {figures}")
 
 
 @app.command()

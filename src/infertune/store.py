@@ -3,8 +3,8 @@
 Sampling is the expensive part of every experiment, so nothing already sampled may be lost or counted twice. A shard
 is written to a hidden temporary file and renamed into place, so a reader sees whole shards or nothing, whatever
 moment the writer is killed at. Every row has a key (task, prompt id, temperature, sample index); a resumed writer
-skips keys already stored and a reader keeps the first copy of a key, so a crash between writing a compacted shard
-and deleting the old ones does not duplicate rows either.
+skips keys already stored and a reader keeps the newest copy of a key (shard names sort by creation time), so a crash
+between writing a compacted or rescored shard and deleting the old ones neither duplicates nor loses rows.
 """
 
 from __future__ import annotations
@@ -131,13 +131,13 @@ class SampleStore:
 
     # -- reading --------------------------------------------------------------------------------------------------
     def read(self, columns: Iterable[str] | None = None) -> pa.Table:
-        """All rows, validated and with each key once (the first shard's copy wins)."""
+        """All rows, validated and with each key once (the newest shard's copy wins)."""
         tables = [read_shard(path) for path in self.shards()]
         if not tables:
             empty = SCHEMA.empty_table()
             return empty.select(list(columns)) if columns else empty
         table = pa.concat_tables(tables, promote_options="default")
-        table = _first_per_key(table)
+        table = _newest_per_key(table)
         return table.select(list(columns)) if columns else table
 
     def keys(self) -> set[tuple[str, str, float, int]]:
@@ -159,7 +159,17 @@ class SampleStore:
         old = self.shards()
         if len(old) <= 1:
             return old[0] if old else None
-        table = self.read()
+        return self.rewrite(self.read())
+
+    def rewrite(self, table: pa.Table) -> Path:
+        """Replace the store's rows by ``table`` (same keys, new or updated columns), safe to interrupt.
+
+        The new shard is committed before the old ones are deleted; until they are, the reader prefers it.
+        """
+        missing = set(KEY_COLUMNS) - set(table.column_names)
+        if missing:
+            raise StoreError(f"{self.path}: rewrite needs the key columns, missing {sorted(missing)}")
+        old = self.shards()
         new = _write_shard(self.shard_dir, table)
         for path in old:
             path.unlink(missing_ok=True)
@@ -301,12 +311,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _first_per_key(table: pa.Table) -> pa.Table:
+def _newest_per_key(table: pa.Table) -> pa.Table:
+    """Each key once: shards are concatenated oldest first, so the last copy of a key is the newest."""
     if table.num_rows == 0:
         return table
     keys = table.select(list(KEY_COLUMNS)).append_column("_row", pa.array(np.arange(table.num_rows)))
-    first = keys.group_by(list(KEY_COLUMNS), use_threads=False).aggregate([("_row", "min")])
-    rows = np.sort(first.column("_row_min").to_numpy())
+    newest = keys.group_by(list(KEY_COLUMNS), use_threads=False).aggregate([("_row", "max")])
+    rows = np.sort(newest.column("_row_max").to_numpy())
     return table if rows.size == table.num_rows else table.take(rows)
 
 

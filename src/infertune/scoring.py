@@ -1,0 +1,139 @@
+"""Score a run's stored completions: extracted answers, rewards, and one score column per verifier.
+
+Sampling and scoring are separate steps so that a slow or crashing verifier never costs samples, and so that a new
+verifier can be added to an old run. The store is rewritten atomically with the new columns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from infertune.store import SampleStore, StoreError, score_column
+from infertune.tasks import Task, load
+from infertune.verify.verifiers import MajorityAgreement, OracleVerifier, RewardModelVerifier, SelfConfidence, Verifier
+
+
+@dataclass
+class ScoreConfig:
+    """What to score in a run."""
+
+    task: str | None = field(default=None, metadata={
+        "help": "Task name (e.g. arith, humaneval, reasoning-gym:gsm_symbolic); default: the one the run recorded."})
+    task_option: list[str] = field(default_factory=list, metadata={
+        "help": "Task option as key=value (JSON values allowed), repeatable; default: the run's recorded options."})
+    verifier: list[str] = field(default_factory=lambda: ["agreement"], metadata={
+        "help": "Verifier to add as a score column, repeatable: oracle, agreement, rm=PATH (sequence classifier), "
+                "confidence=PATH or p_true=PATH (causal LM)."})
+    rescore: bool = field(default=False, metadata={"help": "Score every row again, not only unscored ones."})
+    workers: int | None = field(default=None, metadata={"help": "Parallel sandboxes for code tasks (default: cores)."})
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """key=value pairs; values are read as JSON when they parse, else kept as strings."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"task option {pair!r} is not key=value")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def task_for_run(store: SampleStore, config: ScoreConfig) -> Task:
+    """The task named on the command line, or the one recorded in the run's metadata."""
+    recorded = store.meta().get("task_spec") or {}
+    if config.task is None and not recorded:
+        raise ValueError(f"{store.path}: the run records no task; pass --task")
+    if config.task is None or config.task == recorded.get("name"):
+        options = {k: v for k, v in recorded.items() if k != "name"}
+        options.update(parse_options(config.task_option))
+        return load(config.task or recorded["name"], **options)
+    return load(config.task, **parse_options(config.task_option))
+
+
+def build_verifier(spec: str, task: Task) -> Verifier:
+    """A verifier from its command-line form."""
+    kind, _, path = spec.partition("=")
+    if kind == "oracle":
+        return OracleVerifier(task)
+    if kind == "agreement":
+        return MajorityAgreement(task)
+    if not path:
+        raise ValueError(f"verifier {spec!r} needs a model path: {kind}=PATH")
+    if kind == "rm":
+        return RewardModelVerifier.from_pretrained(path)
+    if kind in ("confidence", "p_true"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(path)
+        return SelfConfidence(model, AutoTokenizer.from_pretrained(path),
+                              mode="mean_logprob" if kind == "confidence" else "p_true")
+    raise ValueError(f"unknown verifier {spec!r}; use oracle, agreement, rm=PATH, confidence=PATH or p_true=PATH")
+
+
+def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, rescore: bool = False,
+                workers: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
+    """Fill answer, reward and every verifier's column; returns a summary of what was scored."""
+    table = store.read()
+    if table.num_rows == 0:
+        raise StoreError(f"{store.path}: the store holds no samples")
+    problems = {p.id: p for p in task.problems()}
+    prompt_ids = table.column("prompt_id").to_pylist()
+    for i, pid in enumerate(prompt_ids):
+        if pid not in problems:
+            raise StoreError(f"{store.path}: row {i} has prompt_id {pid!r}, which task {task.name} does not have")
+    needs = np.ones(table.num_rows, dtype=bool) if rescore else np.asarray(
+        pc.is_null(table.column("reward")).to_numpy(zero_copy_only=False))
+    for v in verifiers:
+        col = score_column(v.name)
+        if col not in table.column_names:
+            needs[:] = True
+        elif not rescore:
+            needs |= np.asarray(pc.is_null(table.column(col)).to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(needs)
+    if rows.size == 0:
+        return {"rows_scored": 0, "rows": table.num_rows}
+    completions = [c or "" for c in table.column("completion").to_pylist()]
+    batch_problems = [problems[prompt_ids[i]] for i in rows]
+    batch_completions = [completions[i] for i in rows]
+    if progress:
+        progress(f"rewards for {rows.size} completions")
+    answers = table.column("answer").to_pylist()
+    rewards = table.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
+    new_rewards = task.rewards(batch_problems, batch_completions, workers=workers)
+    for j, i in enumerate(rows):
+        answers[i] = task.extract(batch_completions[j])
+        rewards[i] = new_rewards[j]
+    table = _replace(table, "answer", pa.array(answers, pa.string()))
+    table = _replace(table, "reward", pa.array(rewards, pa.float64()))
+    temperatures = table.column("temperature").to_numpy()
+    summary = {"rows_scored": int(rows.size), "rows": table.num_rows, "mean_reward": float(np.mean(new_rewards))}
+    for v in verifiers:
+        if progress:
+            progress(f"verifier {v.name}")
+        col = score_column(v.name)
+        values = (table.column(col).to_numpy(zero_copy_only=False).astype(np.float64)
+                  if col in table.column_names else np.full(table.num_rows, np.nan))
+        # Verifiers that compare samples (agreement) must see one temperature's samples at a time.
+        for t in np.unique(temperatures[rows]):
+            subset = rows[temperatures[rows] == t]
+            values[subset] = v([problems[prompt_ids[i]] for i in subset], [completions[i] for i in subset])
+        table = _replace(table, col, pa.array(values, pa.float64()))
+        summary[f"mean_{col}"] = float(np.mean(values[rows]))
+    store.rewrite(table)
+    return summary
+
+
+def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
