@@ -68,21 +68,32 @@ def first_closed_ancestor(path):
     return None
 
 
-def make_reachable(libc, path, staging, tmpfs_mb):
-    """Let the unprivileged program reach ``path`` (the Python installation) at its own path, read-only.
+def under(path, folder):
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
-    A tmpfs goes over the first directory on the way that others cannot pass through, which also hides its other
-    contents; the path is rebuilt inside it and the real directory bound back in place.
+
+def hide_and_keep_reachable(libc, spec):
+    """Cover world-writable and closed directories with fresh tmpfs mounts, then put the Python installation back.
+
+    The interpreter may live under a directory the program's user cannot enter (a pyenv under /root) or under one
+    that gets covered (a virtual environment in /tmp). Handles to it are opened before anything is covered and bound
+    back, read-only, at the same paths, so the interpreter and its libraries are found where they were built to be.
     """
-    closed = first_closed_ancestor(path)
-    if closed is None:
-        return
-    os.makedirs(staging, mode=0o755)
-    mount(libc, path, staging, None, MS_BIND | MS_REC)
-    mount(libc, "tmpfs", closed, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,mode=0755")
-    os.makedirs(path, mode=0o755, exist_ok=True)
-    mount(libc, staging, path, None, MS_BIND | MS_REC)
-    mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+    keep = [p for p in spec["reachable"] if os.path.isdir(p)]
+    handles = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep}
+    closed = sorted({a for a in (first_closed_ancestor(p) for p in keep) if a})
+    covered = [t for t in spec["tmpfs"] if os.path.isdir(t)]
+    for target in covered:
+        mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
+    for folder in closed:
+        if not any(under(folder, t) for t in covered):
+            mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=0755")
+    for path, fd in handles.items():
+        if any(under(path, f) for f in covered + closed):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            mount(libc, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+            mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+        os.close(fd)
 
 
 def reap_all():
@@ -107,11 +118,7 @@ def main():
         if libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0:
             fail(f"unshare: {os.strerror(ctypes.get_errno())}")
         mount(libc, "none", "/", None, MS_REC | MS_PRIVATE)
-        for target in spec["tmpfs"]:
-            if os.path.isdir(target):
-                mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
-        for i, path in enumerate(spec["reachable"]):
-            make_reachable(libc, path, os.path.join(spec["tmpfs"][0], f".reach-{i}"), spec["tmpfs_mb"])
+        hide_and_keep_reachable(libc, spec)
         workdir = os.path.join(spec["tmpfs"][0], "work")
         os.mkdir(workdir, 0o700)
         with open(os.path.join(workdir, "main.py"), "wb") as fh:
