@@ -132,3 +132,12 @@ def test_parquet_task_and_its_errors(tmp_path):
         tasks.load(f"parquet:{bad}")
     with pytest.raises(FileNotFoundError):
         tasks.load(f"jsonl:{tmp_path / 'absent.jsonl'}")
+
+
+def test_parallel_rewards_equal_serial_ones():
+    task = tasks.load("reasoning-gym:basic_arithmetic", size=300, seed=1)
+    problems = task.problems()
+    completions = [f"<answer>{p.reference if i % 3 else '0'}</answer>" for i, p in enumerate(problems)]
+    serial = task.rewards(problems, completions)
+    assert task.rewards(problems, completions, workers=2) == serial
+    assert 0 < sum(serial) < len(serial)

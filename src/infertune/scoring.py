@@ -7,6 +7,7 @@ verifier can be added to an old run. The store is rewritten atomically with the 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -109,7 +110,7 @@ def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, re
         progress(f"rewards for {rows.size} completions")
     answers = table.column("answer").to_pylist()
     rewards = table.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
-    new_rewards = task.rewards(batch_problems, batch_completions, workers=workers)
+    new_rewards = task.rewards(batch_problems, batch_completions, workers=workers or os.cpu_count())
     for j, i in enumerate(rows):
         answers[i] = task.extract(batch_completions[j])
         rewards[i] = new_rewards[j]

@@ -49,14 +49,49 @@ class Task(ABC):
 
     def rewards(self, problems: Sequence[Problem], completions: Sequence[str], *,
                 workers: int | None = None) -> list[float]:
-        """Rewards of many completions; tasks that run code override this to run them in parallel."""
+        """Rewards of many completions, over ``workers`` processes when there are enough to be worth it.
+
+        Tasks that run code override this to run sandboxes in parallel instead.
+        """
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        if workers and workers > 1 and len(problems) >= PARALLEL_MIN:
+            return parallel_rewards(self, problems, completions, workers)
         return [self.reward(p, c) for p, c in zip(problems, completions)]
 
     def spec(self) -> dict:
         """How to load this task again (stored in a run's metadata)."""
         return {"name": self.name}
+
+
+# Below this many completions, starting worker processes costs more than it saves.
+PARALLEL_MIN = 256
+_JOB: tuple | None = None  # the (task, problems, completions) that forked workers inherit
+
+
+def _reward_slice(bounds: tuple[int, int]) -> list[float]:
+    task, problems, completions = _JOB
+    return [task.reward(problems[i], completions[i]) for i in range(*bounds)]
+
+
+def parallel_rewards(task: "Task", problems: Sequence[Problem], completions: Sequence[str],
+                     workers: int) -> list[float]:
+    """Rewards computed in forked worker processes: each checker then runs in a main thread of its own, where
+    math-verify's timeouts work, and CPU-bound checking uses every core. Workers inherit the job by fork, so tasks
+    need not be picklable."""
+    global _JOB
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    n = len(problems)
+    step = max(1, -(-n // (workers * 4)))
+    _JOB = (task, list(problems), list(completions))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = pool.map(_reward_slice, [(i, min(n, i + step)) for i in range(0, n, step)])
+            return [r for part in parts for r in part]
+    finally:
+        _JOB = None
 
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
