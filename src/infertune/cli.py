@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from infertune.cli_config import with_config
+from infertune.pipeline import EvalRunConfig, SampleConfig, sample_run
 from infertune.report import ReportConfig, build_report, render, write_report
 from infertune.scoring import ScoreConfig, build_verifier, score_store, task_for_run
 from infertune.store import SampleStore, StoreError
@@ -38,6 +39,77 @@ def report(run: Path = typer.Argument(..., help="Run folder holding a sample sto
     render(result, console)
     for kind, path in write_report(result).items():
         console.print(f"wrote {kind}: {path}")
+
+
+def _sample_with_progress(config: SampleConfig, console: Console) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as bar:
+        job = bar.add_task("sampling", total=None)
+        summary = sample_run(config, progress=lambda done, total: bar.update(job, completed=done, total=total))
+    rate = summary["rows_written"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
+    console.print(f"{summary['run']}: {summary['rows_written']} new samples in {summary['seconds']:.1f} s "
+                  f"({rate:.1f} samples/s); {summary['prompts']} prompts x n={config.n} x "
+                  f"{len(config.temperatures)} temperatures")
+    return summary
+
+
+@app.command()
+@with_config(SampleConfig)
+def sample(config: SampleConfig = None) -> None:
+    """Sample n completions per prompt into a run's store; safe to interrupt and run again."""
+    console = _console()
+    try:
+        _sample_with_progress(config, console)
+    except (StoreError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command("eval")
+@with_config(EvalRunConfig)
+def eval_command(config: EvalRunConfig = None) -> None:
+    """Sample, score and report: the whole inference-scaling curve of a model on a task. Resumable."""
+    console = _console()
+    try:
+        summary = _sample_with_progress(config, console)
+        store = SampleStore(config.run_dir())
+        task = summary["task"]
+        verifiers = [build_verifier(spec, task) for spec in config.verifier]
+        with console.status("scoring") as status:
+            scored = score_store(store, task, verifiers, progress=lambda m: status.update(f"scoring: {m}"))
+        if scored["rows_scored"]:
+            console.print(f"scored {scored['rows_scored']} samples: mean reward {scored['mean_reward']:.3f}")
+        with console.status("estimating curves"):
+            result = build_report(store.path, ReportConfig(bootstrap=config.bootstrap, seed=config.seed))
+    except (StoreError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    render(result, console)
+    for kind, path in write_report(result).items():
+        console.print(f"wrote {kind}: {path}")
+
+
+@app.command()
+def serve(model: str = typer.Option("tiny", help="Model: tiny, smollm2 or a local transformers directory."),
+          adapter: str = typer.Option(None, help="LoRA adapter directory."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+          port: int = typer.Option(8000, help="Port to listen on.")) -> None:
+    """Serve a local model over an OpenAI-compatible API (completions and chat completions)."""
+    from infertune.models.hf import HFSampler
+    from infertune.models.loading import load
+    from infertune.serve import make_server
+
+    loaded = load(model, adapter=adapter)
+    server = make_server(HFSampler(loaded.model, loaded.tokenizer, name=model), model, host, port)
+    _console().print(f"serving {model} at http://{host}:{server.server_address[1]}/v1 (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @app.command()

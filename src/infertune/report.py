@@ -174,8 +174,8 @@ def summary_sentences(report: Report) -> str:
                      f" [{best.low[n - 1]:.1%}, {best.high[n - 1]:.1%}].")
             for c in selectors:
                 peak = int(np.argmax(c.mean)) + 1
-                # Only a fall larger than the end point's own interval is worth a sentence.
-                if peak < n and c.high[n - 1] < c.mean[peak - 1]:
+                # Only a fall whose intervals at the peak and at k=n do not overlap is worth a sentence.
+                if peak < n and c.high[n - 1] < c.low[peak - 1]:
                     text += (f" {c.label} peaks at k={peak} ({c.mean[peak - 1]:.1%}) and falls to "
                              f"{c.mean[n - 1]:.1%} at k={n}: more samples hurt it.")
         out.append(text)
