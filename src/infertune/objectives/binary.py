@@ -58,7 +58,8 @@ def bon_rlbp(rewards, scores=None, answers=None, *, k: int = 1, p: float | None 
     return np.where(r == 1, g * correct, 0.0)
 
 
-@register("passk-chen", unbiased_for="nothing exactly: the advantages are divided by the group's std",
+@register("passk-chen", unbiased_for="nothing exactly: the advantages are divided by the group's std; without it "
+                                      "(normalize=False) the expectation is ((n−k)/(n·k))·∇pass@k, zero at n = k",
           summary="Pass@k Training (Chen et al. 2025): analytic group advantages for pass@k, std-normalised, "
                   "averaged over the group.")
 def passk_chen(rewards, scores=None, answers=None, *, k: int = 1, normalize: bool = True) -> np.ndarray:
