@@ -112,3 +112,17 @@ def test_kl_schedule_split_and_config_checks():
         TrainConfig(objective="magic")
     with pytest.raises(ValueError, match="k must lie"):
         TrainConfig(n=4, k=8)
+
+
+def test_train_command_runs_and_saves_the_model(base_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+
+    args = ["train", "--model", base_model, "--objective", "bon-rlb", "--n", "4", "--k", "2", "--steps", "2",
+            "--batch-prompts", "4", "--eval-prompts", "100", "--eval-n", "4", "--max-new-tokens", "12",
+            "--out", str(tmp_path)] + [x for opt in EASY for x in ("--task-option", opt)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "held-out, before -> after" in result.output
+    assert (tmp_path / "final" / "config.json").exists() and (tmp_path / "train_log.csv").exists()

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from infertune.cli_config import with_config
 from infertune.pipeline import EvalRunConfig, SampleConfig, sample_run
+from infertune.train import TrainConfig
 from infertune.report import ReportConfig, build_report, render, write_report
 from infertune.scoring import ScoreConfig, build_verifier, score_store, task_for_run
 from infertune.store import SampleStore, StoreError
@@ -89,6 +90,39 @@ def eval_command(config: EvalRunConfig = None) -> None:
     render(result, console)
     for kind, path in write_report(result).items():
         console.print(f"wrote {kind}: {path}")
+
+
+@app.command()
+@with_config(TrainConfig)
+def train(config: TrainConfig = None) -> None:
+    """Fine-tune a model for the inference strategy it will be used with (or a baseline). Resumable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from infertune.train import Trainer
+
+    console = _console()
+    try:
+        trainer = Trainer(config, log=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"training {config.model} on {trainer.task.name} with {config.objective} (n={config.n}, "
+                  f"k={config.k}) into {trainer.dir}")
+    before = trainer.evaluate() if trainer.step == 0 and not trainer.load_checkpoint() else None
+    columns = (TextColumn("step"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        job = bar.add_task("", total=config.steps, completed=trainer.step)
+        trainer.run(progress=lambda row: bar.update(job, completed=row["step"], description=(
+            f"reward {row['reward']:.3f} pass@{config.k} {row['pass_at_k']:.3f} loss {row['loss']:.4f}")))
+    after = trainer.evaluate()
+    trainer.save_model(trainer.dir / "final")
+    keys = [k for k in after if k.startswith(("pass@", "bon@", "maj@"))]
+    if before is not None:
+        console.print("held-out, before -> after: " + ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in keys))
+    else:
+        console.print("held-out: " + ", ".join(f"{k} {after[k]:.3f}" for k in keys))
+    console.print(f"model saved to {trainer.dir / 'final'}; log in {trainer.dir / 'train_log.csv'}")
 
 
 @app.command()

@@ -29,7 +29,28 @@ from infertune.tasks import Problem, Task, load
 
 REFERENCE_OBJECTIVES = ("sft", "dco", "bon-sft")
 LOG_FIELDS = ["step", "loss", "objective_loss", "kl", "kl_coef", "lr", "grad_norm", "reward", "pass_at_k", "bon_at_k",
-              "entropy", "sequences", "tokens", "seconds"]
+              "entropy", "sequences", "tokens", "collect_seconds", "update_seconds", "seconds"]
+
+
+@dataclass
+class Batch:
+    """One step's samples and the sequences to push on: prompt ids, completion ids, weight, DCO flag."""
+
+    completions: list
+    rewards: np.ndarray
+    scores: np.ndarray
+    row_prompts: list[list[int]] = field(default_factory=list)  # prompt ids of each row of completions
+    prompts: list[list[int]] = field(default_factory=list)
+    tokens: list[list[int]] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    dco: list[bool] = field(default_factory=list)
+    collect_seconds: float = 0.0
+
+    def add(self, prompt: list[int], tokens: list[int], weight: float, dco: bool = False) -> None:
+        self.prompts.append(prompt)
+        self.tokens.append(tokens)
+        self.weights.append(weight)
+        self.dco.append(dco)
 
 
 @dataclass
@@ -195,9 +216,8 @@ class Trainer:
         return np.asarray(self.verifier(flat_p, flat_c)).reshape(rewards.shape)
 
     # -- one step -------------------------------------------------------------------------------------------------
-    def train_step(self) -> dict:
-        import torch
-
+    def collect(self) -> "Batch":
+        """Sample this step's prompts with the current policy, score them, and weight every sequence to push on."""
         config, step = self.config, self.step
         started = time.perf_counter()
         rng = np.random.default_rng([config.seed, step])
@@ -220,8 +240,7 @@ class Trainer:
             rewards = np.asarray(self.task.rewards(flat_problems, texts), dtype=np.float64).reshape(len(problems), -1)
             scores = self._scores(problems, completions, rewards)
 
-        # Sequences to push on, with their weights (already divided by the number of prompts).
-        seq_prompts, seq_tokens, seq_weights, dco_rows = [], [], [], []
+        batch = Batch(completions=completions, rewards=rewards, scores=scores, row_prompts=prompt_ids)
         for b, (problem, row) in enumerate(zip(problems, completions)):
             if objective in REFERENCE_OBJECTIVES:
                 ref_ids = self.tokenizer(problem.reference or "", add_special_tokens=False)["input_ids"]
@@ -231,49 +250,51 @@ class Trainer:
                     w_expert, w = bon_sft_weights(expert_score, scores[b], config.k)
                 else:
                     w_expert, w = 1.0, np.zeros(len(row))
-                if objective == "dco":
-                    dco_rows.append(len(seq_prompts))
-                seq_prompts.append(prompt_ids[b])
-                seq_tokens.append(ref_ids)
-                seq_weights.append(w_expert / len(problems))
+                batch.add(prompt_ids[b], ref_ids, w_expert / len(problems), dco=objective == "dco")
             else:
                 w = sample_weights(objective, rewards[b], scores[b] if get(objective).needs_scores else None,
                                    None, k=config.k)
             for c, wi in zip(row, w):
+                # A sequence with weight 0 moves nothing unless the KL term needs it.
                 if wi != 0.0 or config.kl_start or config.kl_end:
-                    seq_prompts.append(prompt_ids[b])
-                    seq_tokens.append(c.token_ids)
-                    seq_weights.append(float(wi) / len(problems))
+                    batch.add(prompt_ids[b], c.token_ids, float(wi) / len(problems))
+        batch.collect_seconds = time.perf_counter() - started
+        return batch
 
-        lr = self._lr(step)
+    def update(self, batch: "Batch") -> dict:
+        """One optimizer step on −Σ w log π(y|x) + β·KL(π‖anchor), over micro-batches of sequences."""
+        import torch
+
+        config = self.config
+        started = time.perf_counter()
+        lr = self._lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        beta = kl_coefficient(config, step)
+        beta = kl_coefficient(config, self.step)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         objective_loss = kl_total = 0.0
         tokens = 0
-        order = sorted(range(len(seq_prompts)), key=lambda i: len(seq_prompts[i]) + len(seq_tokens[i]))
-        n_seq = max(1, len(order))
+        n_seq = max(1, len(batch.prompts))
+        order = sorted(range(len(batch.prompts)), key=lambda i: len(batch.prompts[i]) + len(batch.tokens[i]))
         for start in range(0, len(order), config.micro_batch):
             part = order[start : start + config.micro_batch]
-            seq_lp, token_lp, mask = sequence_logprobs(self.model, [seq_prompts[i] for i in part],
-                                                       [seq_tokens[i] for i in part], self.pad_id)
-            weights = torch.tensor([seq_weights[i] for i in part], dtype=seq_lp.dtype, device=seq_lp.device)
-            if dco_rows:
-                scale = torch.ones_like(weights)
-                for j, i in enumerate(part):
-                    if i in dco_rows:
-                        scale[j] = float(dco_factor(seq_lp[j].detach().cpu().numpy(), config.k))
-                weights = weights * scale
+            prompts = [batch.prompts[i] for i in part]
+            completions = [batch.tokens[i] for i in part]
+            seq_lp, token_lp, mask = sequence_logprobs(self.model, prompts, completions, self.pad_id)
+            weights = torch.tensor([batch.weights[i] for i in part], dtype=seq_lp.dtype, device=seq_lp.device)
+            if any(batch.dco[i] for i in part):
+                # DCO scales a reference's cross-entropy by how much one more sample of it would still matter.
+                factor = dco_factor(seq_lp.detach().cpu().numpy(), config.k)
+                scale = [factor[j] if batch.dco[i] else 1.0 for j, i in enumerate(part)]
+                weights = weights * torch.tensor(scale, dtype=weights.dtype, device=weights.device)
             loss = -(weights * seq_lp).sum()
             objective_loss += float(loss.detach())
             if beta > 0:
-                anchor_lp = self._anchor_token_logprobs([seq_prompts[i] for i in part], [seq_tokens[i] for i in part])
+                anchor_lp = self._anchor_token_logprobs(prompts, completions)
                 log_ratio = (anchor_lp - token_lp) * mask
                 kl = ((torch.exp(log_ratio) - log_ratio - 1) * mask).sum(dim=1)
-                kl_loss = beta * kl.sum() / n_seq
-                loss = loss + kl_loss
+                loss = loss + beta * kl.sum() / n_seq
                 kl_total += float(kl.detach().sum()) / n_seq
             loss.backward()
             tokens += int(mask.sum())
@@ -284,18 +305,22 @@ class Trainer:
             for a, p in zip(self.anchor, self.params):
                 a.mul_(1 - config.ema_rate).add_(p.detach(), alpha=config.ema_rate)
         self.step += 1
+        return {"loss": objective_loss + beta * kl_total, "objective_loss": objective_loss, "kl": kl_total,
+                "kl_coef": beta, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
+                "update_seconds": time.perf_counter() - started}
 
-        k = config.k
-        all_lp = [lp for row in completions for c in row for lp in c.logprobs]
-        sampled = objective != "sft"
+    def train_step(self) -> dict:
+        batch = self.collect()
+        stats = self.update(batch)
+        k, sampled = self.config.k, self.config.objective != "sft"
+        all_lp = [lp for row in batch.completions for c in row for lp in c.logprobs]
+        rewards, scores = batch.rewards, batch.scores
         return {
-            "step": self.step, "loss": objective_loss + beta * kl_total, "objective_loss": objective_loss,
-            "kl": kl_total, "kl_coef": beta, "lr": lr, "grad_norm": grad_norm,
-            "reward": float(rewards.mean()) if sampled else float("nan"),
+            "step": self.step, **stats, "reward": float(rewards.mean()) if sampled else float("nan"),
             "pass_at_k": float(bon_curve(rewards, rewards)[:, k - 1].mean()) if sampled else float("nan"),
             "bon_at_k": float(bon_curve(scores, rewards)[:, k - 1].mean()) if sampled else float("nan"),
-            "entropy": float(-np.mean(all_lp)) if all_lp else 0.0, "sequences": len(seq_prompts),
-            "tokens": tokens, "seconds": time.perf_counter() - started,
+            "entropy": float(-np.mean(all_lp)) if all_lp else 0.0, "sequences": len(batch.prompts),
+            "collect_seconds": batch.collect_seconds, "seconds": batch.collect_seconds + stats["update_seconds"],
         }
 
     def _anchor_token_logprobs(self, prompts, completions):
