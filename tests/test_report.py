@@ -74,14 +74,16 @@ def test_cli_reports_a_bad_run_clearly(tmp_path):
     assert bad.exit_code != 0 and "confidence" in bad.output
 
 
-def test_demo_command_runs_end_to_end(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--prompts", "30", "--n", "8",
+def test_synthetic_then_report_runs_end_to_end(tmp_path):
+    run = tmp_path / "synthetic-run"
+    result = runner.invoke(app, ["synthetic", str(run), "--prompts", "30", "--n", "8",
                                  "--temperatures", "0.7", "--temperatures", "1.0"])
     assert result.exit_code == 0, result.output
-    assert "pass@8" in result.output
-    assert (tmp_path / "synthetic-run" / "report" / "report.json").exists()
-    # Running it again resumes the same store: nothing is added twice.
-    again = runner.invoke(app, ["demo", "--out", str(tmp_path), "--prompts", "30", "--n", "8",
+    report = runner.invoke(app, ["report", str(run), "--bootstrap", "50"])
+    assert report.exit_code == 0 and "pass@8" in report.output
+    assert (run / "report" / "report.json").exists()
+    # Writing it again resumes the same store: nothing is added twice.
+    again = runner.invoke(app, ["synthetic", str(run), "--prompts", "30", "--n", "8",
                                 "--temperatures", "0.7", "--temperatures", "1.0"])
     assert again.exit_code == 0 and "0 rows added" in again.output
-    assert SampleStore(tmp_path / "synthetic-run").read().num_rows == 30 * 8 * 2
+    assert SampleStore(run).read().num_rows == 30 * 8 * 2

@@ -14,6 +14,7 @@ from infertune.train import TrainConfig
 from infertune.report import ReportConfig, build_report, render, write_report
 from infertune.scoring import ScoreConfig, build_verifier, score_store, task_for_run
 from infertune.store import SampleStore, StoreError
+from infertune.demo import DemoConfig
 from infertune.synthetic import SyntheticConfig, write_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -182,27 +183,40 @@ def synthetic(out: Path = typer.Argument(..., help="Run folder to write the synt
 
 
 @app.command()
-@with_config(SyntheticConfig)
-def demo(out: Path = typer.Option(Path("infertune-demo"), help="Folder for the run and its report."),
-         config: SyntheticConfig = None) -> None:
-    """The embedded default: evaluate the built-in synthetic run and report every inference-scaling curve.
+@with_config(DemoConfig)
+def demo(config: DemoConfig = None) -> None:
+    """The main job: fine-tune the embedded tiny model with inference-aware and -unaware objectives and compare.
 
-    Uses no model; it shows what infertune measures and how fast, on samples whose properties are known.
+    Builds (or reuses) a base model and a learned verifier, fine-tunes copies with RLOO and with the exact
+    Best-of-k gradient (by the verifier, and by the reward), evaluates all on held-out problems with 32 samples each,
+    and writes a table, plots and results.json into --out. Resumes where it stopped.
     """
+    from rich.table import Table
+
+    from infertune.demo import SUMMARY_KS, run_demo
+
     console = _console()
-    start = time.perf_counter()
-    run = out / "synthetic-run"
-    console.rule("infertune demo: inference-scaling curves of a synthetic run")
-    with console.status("writing synthetic samples"):
-        added = write_run(SampleStore(run), config)
-    console.print(f"samples: {config.prompts} prompts x n={config.n} x temperatures {config.temperatures} "
-                  f"({added} rows added to {run})")
-    with console.status("estimating curves and bootstrap intervals"):
-        result = build_report(run, ReportConfig(seed=config.seed))
-    render(result, console)
-    for kind, path in write_report(result).items():
-        console.print(f"wrote {kind}: {path}")
-    console.print(f"demo finished in {time.perf_counter() - start:.1f} s")
+    console.rule("infertune demo: does training for Best-of-N beat training for one sample?")
+    result = run_demo(config, log=console.print)
+    resolved = result["config"]
+    table = Table(title=f"held-out accuracy ({resolved['eval_prompts']} problems x {resolved['eval_n']} samples, "
+                        f"{resolved['seeds']} seed(s)); [low-high] is the 95% bootstrap interval over prompts",
+                  title_justify="left")
+    table.add_column("model", no_wrap=True, style="bold")
+    columns = [(m, k) for m in ("pass", "bon", "maj") for k in SUMMARY_KS if k <= resolved["eval_n"]]
+    for metric, k in columns:
+        table.add_column(f"{metric}@{k}", justify="right", no_wrap=True)
+    models = list(dict.fromkeys(row["model"] for row in result["summary"]))
+    cells = {(r["model"], r["metric"], r["k"]): r for r in result["summary"]}
+    for model in models:
+        table.add_row(model, *[f"{cells[(model, m, k)]['mean']:.3f}\n[dim]{cells[(model, m, k)]['ci_low']:.3f}-"
+                               f"{cells[(model, m, k)]['ci_high']:.3f}[/dim]" for m, k in columns])
+    console.print(table)
+    console.print(result["findings"])
+    stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stages_seconds"].items())
+    console.print(f"stages: {stages}; total {result['total_seconds']:.0f} s")
+    out = Path(resolved["out"])
+    console.print(f"wrote {out / 'results.json'}, {result['plot']}")
 
 
 def main() -> None:

@@ -76,6 +76,7 @@ class TrainConfig:
     micro_batch: int = field(default=128, metadata={"help": "Sequences per forward/backward (gradient accumulation)."})
     lr: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
     warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warmup."})
+    lr_schedule: str = field(default="constant", metadata={"help": "After warmup: constant, or cosine decay to 0."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     grad_clip: float = field(default=1.0, metadata={"help": "Gradient norm clip (0: none)."})
     kl_start: float = field(default=0.0, metadata={"help": "KL-to-anchor coefficient at step 0 (paper: 1.0)."})
@@ -98,6 +99,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.lr <= 0 or not 0 <= self.ema_rate <= 1:
             raise ValueError("lr must be > 0 and ema_rate in [0, 1]")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / f"train-{self.task}-{self.objective}".replace(":", "-")
@@ -150,7 +153,7 @@ class Trainer:
     """Holds the policy, its anchor, the optimizer and the run folder; ``run()`` trains to ``config.steps``."""
 
     def __init__(self, config: TrainConfig, *, model=None, tokenizer=None, task: Task | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 verifier=None, log: Callable[[str], None] | None = None) -> None:
         import torch
 
         self.config = config
@@ -183,7 +186,8 @@ class Trainer:
             p.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
-        self.verifier = self._build_verifier()
+        # A verifier object (any callable on problems and completions) overrides the --verifier name.
+        self.verifier = verifier if verifier is not None else self._build_verifier()
         from infertune.models.hf import HFSampler
 
         self.sampler = HFSampler(model, tokenizer, name=config.model)
@@ -195,25 +199,30 @@ class Trainer:
             return None
         from infertune.scoring import build_verifier
 
-        return build_verifier(kind, self.task)
+        built = build_verifier(kind, self.task)
+        # Verifiers from infertune.verify score texts; the trainer hands them Completion objects.
+        return lambda problems, completions: built(problems, [c.text for c in completions])
 
     def _lr(self, step: int) -> float:
-        if self.config.warmup_steps and step < self.config.warmup_steps:
-            return self.config.lr * (step + 1) / self.config.warmup_steps
-        return self.config.lr
+        config = self.config
+        if config.warmup_steps and step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        if config.lr_schedule == "cosine":
+            progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+            return config.lr * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+        return config.lr
 
     def _prompt_ids(self, problems: list[Problem]) -> list[list[int]]:
         return self.sampler.encode([p.prompt for p in problems])
 
     def _scores(self, problems, completions, rewards) -> np.ndarray:
         kind = self.config.verifier
+        if self.verifier is not None:
+            flat_p = [p for p, row in zip(problems, completions) for _ in row]
+            return np.asarray(self.verifier(flat_p, [c for row in completions for c in row])).reshape(rewards.shape)
         if kind == "reward":
             return rewards
-        if kind == "confidence":
-            return np.array([[np.mean(c.logprobs) if c.logprobs else -1e9 for c in row] for row in completions])
-        flat_p = [p for p, row in zip(problems, completions) for _ in row]
-        flat_c = [c.text for row in completions for c in row]
-        return np.asarray(self.verifier(flat_p, flat_c)).reshape(rewards.shape)
+        return np.array([[np.mean(c.logprobs) if c.logprobs else -1e9 for c in row] for row in completions])
 
     # -- one step -------------------------------------------------------------------------------------------------
     def collect(self) -> "Batch":

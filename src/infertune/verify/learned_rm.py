@@ -1,0 +1,140 @@
+"""A small learned reward model: a character-level transformer classifier fitted on a policy's own samples.
+
+This is the outcome reward model of the Best-of-N literature at laptop scale: it reads the prompt and the
+completion and predicts whether the completion is correct, having learned only from labelled samples. It cannot
+execute the arithmetic, so it ranks by what it has picked up (digits matching the prompt, shapes of expressions
+that tend to be right, the target's magnitude): an imperfect verifier for the right reasons, unlike a hand-made
+noisy score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+from infertune.tasks.base import Problem
+
+
+@dataclass
+class RewardModelConfig:
+    hidden_size: int = 96
+    layers: int = 2
+    heads: int = 4
+    steps: int = 400
+    batch: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+def _text(problem: Problem, completion) -> str:
+    text = completion if isinstance(completion, str) else completion.text
+    return problem.prompt + text
+
+
+class LearnedRewardModel:
+    """Scores in (0, 1): the classifier's probability that a completion is correct."""
+
+    name = "learned"
+
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+
+    def __call__(self, problems: Sequence[Problem], completions: Sequence, batch_size: int = 1024) -> np.ndarray:
+        import torch
+
+        if len(problems) != len(completions):
+            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        texts = [_text(p, c) for p, c in zip(problems, completions)]
+        out = np.empty(len(texts))
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                enc = self.tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True)
+                logits = self.model(**enc).logits[:, 0].float()
+                out[start : start + batch_size] = torch.sigmoid(logits).numpy()
+        return out
+
+    @classmethod
+    def fit(cls, problems: Sequence[Problem], completions: Sequence, rewards,
+            config: RewardModelConfig | None = None) -> "LearnedRewardModel":
+        """Binary cross-entropy on (prompt + completion, reward), positives re-weighted to balance the classes."""
+        import torch
+        from transformers import LlamaConfig, LlamaForSequenceClassification
+
+        from infertune.models.tiny import char_tokenizer
+
+        config = config or RewardModelConfig()
+        y = np.asarray(rewards, dtype=np.float32)
+        if y.min() == y.max():
+            raise ValueError("cannot fit a reward model: every training sample has the same reward")
+        tok = char_tokenizer()
+        tok.padding_side = "right"
+        llama = LlamaConfig(vocab_size=len(tok), hidden_size=config.hidden_size,
+                            intermediate_size=3 * config.hidden_size, num_hidden_layers=config.layers,
+                            num_attention_heads=config.heads, num_key_value_heads=config.heads,
+                            max_position_embeddings=256, num_labels=1, pad_token_id=tok.pad_token_id)
+        state = torch.random.get_rng_state()
+        torch.manual_seed(config.seed)
+        try:
+            model = LlamaForSequenceClassification(llama)
+        finally:
+            torch.random.set_rng_state(state)
+        texts = [_text(p, c) for p, c in zip(problems, completions)]
+        enc = tok(texts, return_tensors="pt", padding=True)
+        labels = torch.tensor(y)
+        pos_weight = torch.tensor(float((1 - y).sum() / max(y.sum(), 1.0)))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+        rng = np.random.default_rng(config.seed)
+        model.train()
+        for step in range(config.steps):
+            idx = torch.as_tensor(rng.choice(len(texts), size=min(config.batch, len(texts)), replace=False))
+            logits = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx]).logits[:, 0]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[idx], pos_weight=pos_weight)
+            lr = config.lr * 0.5 * (1 + np.cos(np.pi * step / config.steps))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return cls(model, tok)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> "LearnedRewardModel":
+        from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
+
+        return cls(AutoModelForSequenceClassification.from_pretrained(folder),
+                   PreTrainedTokenizerFast.from_pretrained(folder))
+
+    def describe(self) -> dict:
+        return {"kind": "character-level transformer classifier",
+                "parameters": int(sum(p.numel() for p in self.model.parameters())),
+                "config": {k: v for k, v in asdict(RewardModelConfig()).items()}}
+
+
+def verifier_quality(scores, rewards) -> dict:
+    """Accuracy at 0.5, precision and recall of 'correct', and ROC AUC (ties counted half)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(rewards, dtype=np.float64).ravel() > 0.5
+    predicted = s >= 0.5
+    pos, neg = s[y], s[~y]
+    if pos.size and neg.size:
+        ranks = rankdata(np.concatenate([neg, pos]))  # average ranks over ties
+        auc = (ranks[neg.size:].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size)
+    else:
+        auc = float("nan")
+    return {
+        "accuracy": float(np.mean(predicted == y)),
+        "precision": float(np.mean(y[predicted])) if predicted.any() else float("nan"),
+        "recall": float(np.mean(predicted[y])) if y.any() else float("nan"),
+        "auc": float(auc),
+        "positives": int(y.sum()),
+        "samples": int(y.size),
+    }
