@@ -111,3 +111,22 @@ def test_plan_on_a_synthetic_run_end_to_end(tmp_path):
     assert 0 < result.adaptive_accuracy <= 1 and len(result.policy["strategies"]) == 3
     with pytest.raises(ValueError, match="below the cheapest"):
         plan(table, hardness, budget=0.5, bins=3, folds=4)
+
+
+def test_plan_command_prints_the_table_ratio_and_writes_the_policy(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+
+    write_run(SampleStore(tmp_path), SyntheticConfig(prompts=100, n=16, temperatures=[0.5, 1.0], seed=4))
+    result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--bins", "3", "--folds", "4",
+                                      "--verifier", "orm"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "cross-validated accuracy: adaptive" in result.output and "co-scaling fit" in result.output
+    policy = json.loads((tmp_path / "plan" / "policy.json").read_text())
+    assert policy["difficulty"] == "predicted" and len(policy["strategies"]) == 3 and policy["verifier"] == "orm"
+    assert (tmp_path / "plan" / "coscaling.png").exists()
+    bad = CliRunner().invoke(app, ["plan", str(tmp_path), "--difficulty", "psychic"])
+    assert bad.exit_code != 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -15,6 +16,7 @@ from infertune.report import ReportConfig, build_report, render, write_report
 from infertune.scoring import ScoreConfig, build_verifier, score_store, task_for_run
 from infertune.store import SampleStore, StoreError
 from infertune.demo import DemoConfig
+from infertune.planner import PlanConfig
 from infertune.synthetic import SyntheticConfig, write_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -26,21 +28,32 @@ def _console() -> Console:
     return Console(soft_wrap=True)
 
 
+@contextmanager
+def _user_errors(console: Console):
+    """Bad input (a store, a task, an option) ends the command with its message and exit status 2."""
+    try:
+        yield
+    except (StoreError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _show_report(result, console: Console) -> None:
+    render(result, console)
+    for kind, path in write_report(result).items():
+        console.print(f"wrote {kind}: {path}")
+
+
 @app.command()
 @with_config(ReportConfig)
 def report(run: Path = typer.Argument(..., help="Run folder holding a sample store."),
            config: ReportConfig = None) -> None:
     """Tables and plots of pass@k, BoN@k, maj@k and weighted maj@k for every k, with bootstrap intervals."""
     console = _console()
-    try:
+    with _user_errors(console):
         with console.status("estimating curves"):
             result = build_report(run, config)
-    except (StoreError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    render(result, console)
-    for kind, path in write_report(result).items():
-        console.print(f"wrote {kind}: {path}")
+    _show_report(result, console)
 
 
 def _sample_with_progress(config: SampleConfig, console: Console) -> dict:
@@ -62,11 +75,8 @@ def _sample_with_progress(config: SampleConfig, console: Console) -> dict:
 def sample(config: SampleConfig = None) -> None:
     """Sample n completions per prompt into a run's store; safe to interrupt and run again."""
     console = _console()
-    try:
+    with _user_errors(console):
         _sample_with_progress(config, console)
-    except (StoreError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 @app.command("eval")
@@ -74,7 +84,7 @@ def sample(config: SampleConfig = None) -> None:
 def eval_command(config: EvalRunConfig = None) -> None:
     """Sample, score and report: the whole inference-scaling curve of a model on a task. Resumable."""
     console = _console()
-    try:
+    with _user_errors(console):
         summary = _sample_with_progress(config, console)
         store = SampleStore(config.run_dir())
         task = summary["task"]
@@ -85,12 +95,7 @@ def eval_command(config: EvalRunConfig = None) -> None:
             console.print(f"scored {scored['rows_scored']} samples: mean reward {scored['mean_reward']:.3f}")
         with console.status("estimating curves"):
             result = build_report(store.path, ReportConfig(bootstrap=config.bootstrap, seed=config.seed))
-    except (StoreError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    render(result, console)
-    for kind, path in write_report(result).items():
-        console.print(f"wrote {kind}: {path}")
+    _show_report(result, console)
 
 
 @app.command()
@@ -126,6 +131,59 @@ def train(config: TrainConfig = None) -> None:
     console.print(f"model saved to {trainer.dir / 'final'}; log in {trainer.dir / 'train_log.csv'}")
 
 
+@app.command("plan")
+@with_config(PlanConfig)
+def plan_command(run: Path = typer.Argument(..., help="Run folder holding scored samples (several temperatures "
+                                                       "and a verifier column make the most of it)."),
+                 config: PlanConfig = None) -> None:
+    """Compute-optimal test-time scaling: per-difficulty strategy, N and temperature under a budget."""
+    import json
+
+    from rich.table import Table
+
+    from infertune.planner import plot_coscaling, plan_run
+
+    console = _console()
+    with _user_errors(console):
+        with console.status("planning"):
+            result = plan_run(SampleStore(run), config)
+    p = result["plan"]
+    table = Table(title=f"policy for an average of {config.budget:g} samples per prompt ({config.difficulty} "
+                        f"difficulty, {p.bins} bins, {result['prompts']} prompts)", title_justify="left")
+    for column in ("bin", "prompts", "difficulty", "strategy", "accuracy", "uniform BoN"):
+        table.add_column(column, justify="right" if column != "strategy" else "left")
+    for b in p.per_bin:
+        lo, hi = b["difficulty_range"]
+        table.add_row(str(b["bin"]), str(b["prompts"]), f"{lo:.2f}-{hi:.2f}" if lo is not None else "-",
+                      b["label"], f"{b['accuracy']:.3f}" if b["accuracy"] is not None else "-",
+                      f"{b['uniform_accuracy']:.3f}" if b["uniform_accuracy"] is not None else "-")
+    console.print(table)
+    match = (f"uniform Best-of-N needs N={p.uniform_budget_to_match} to match it: efficiency ratio "
+             f"{p.efficiency_ratio:.2f}" if p.efficiency_ratio is not None else
+             f"uniform Best-of-N does not match it with any N <= {result['n']} (efficiency ratio above "
+             f"{result['n'] / config.budget:.1f})")
+    console.print(f"cross-validated accuracy: adaptive {p.adaptive_accuracy:.3f} vs uniform {p.uniform_strategy} "
+                  f"{p.uniform_accuracy:.3f}; {match}")
+    fit_table = Table(title="co-scaling fit pass@N(T) ≈ exp(a(T)·N^b(T))", title_justify="left")
+    for column in ("T", "a", "b", "R²", "max |error|"):
+        fit_table.add_column(column, justify="right")
+    for f in result["coscaling"]:
+        fit_table.add_row(f"{f['temperature']:g}", *(f"{f[k]:.3f}" if f[k] is not None else "-"
+                                                      for k in ("a", "b", "r2", "max_abs_error")))
+    console.print(fit_table)
+    if result["best_temperature"]:
+        console.print("best temperature by N (fitted; beyond N=" + str(result["n"]) + " extrapolated): " +
+                      ", ".join(f"N={b['n']}: T={b['best_temperature']:g}" for b in result["best_temperature"]))
+    out = run / "plan"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "policy.json").write_text(json.dumps(p.policy, indent=1))
+    summary = {k: v for k, v in p.__dict__.items() if k not in ("assignments",)}
+    (out / "plan.json").write_text(json.dumps({"plan": summary, "coscaling": result["coscaling"],
+                                               "best_temperature": result["best_temperature"]}, indent=1))
+    plot_coscaling(result["pass_curves"], result["coscaling"], result["best_temperature"], out / "coscaling.png")
+    console.print(f"wrote {out / 'policy.json'}, {out / 'plan.json'}, {out / 'coscaling.png'}")
+
+
 @app.command()
 def serve(model: str = typer.Option("tiny", help="Model: tiny, smollm2 or a local transformers directory."),
           adapter: str = typer.Option(None, help="LoRA adapter directory."),
@@ -154,15 +212,12 @@ def score(run: Path = typer.Argument(..., help="Run folder holding a sample stor
     """Add answers, rewards and verifier score columns to a run's stored completions."""
     console = _console()
     store = SampleStore(run)
-    try:
+    with _user_errors(console):
         task = task_for_run(store, config)
         verifiers = [build_verifier(spec, task) for spec in config.verifier]
         with console.status("scoring") as status:
             summary = score_store(store, task, verifiers, rescore=config.rescore, workers=config.workers,
                                   progress=lambda msg: status.update(f"scoring: {msg}"))
-    except (StoreError, FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     if summary["rows_scored"] == 0:
         console.print(f"{run}: every row is already scored ({summary['rows']} rows); use --rescore to redo")
         return

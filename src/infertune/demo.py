@@ -3,8 +3,10 @@
 1. Base policy: the tiny from-scratch Llama taught the arithmetic task by supervised learning until one sample is
    rarely right but one of 32 often is (cached by configuration, so later runs skip it).
 2. Verifier: a small character-level transformer classifier (an outcome reward model) fitted on the base's own
-   samples of training prompts; it cannot execute arithmetic, so it is imperfect for the same reasons real reward
-   models are. Its accuracy and AUC on samples of other prompts are reported.
+   samples of training prompts. It reads the prompt, the completion and the expression's value (as a reward model
+   with a calculator tool would), but has to learn from examples that every number must be used exactly once, which
+   it does only in part: imperfect for the same reasons real reward models are. Its accuracy and AUC on samples of
+   other prompts are reported.
 3. Fine-tuning: copies of the base, same sample budget each: RLOO (trains for one sample), the exact Best-of-k
    gradient with the verifier (trains for what Best-of-N will select), and with the reward (pass@k); optionally
    BoN-RLB. Several seeds of the whole fine-tuning.
@@ -52,13 +54,14 @@ class DemoConfig:
     verifier_prompts: int = field(default=600, metadata={"help": "Training prompts whose base samples (16 each) fit "
                                                                  "the verifier (three quarters) and measure it."})
     verifier_steps: int = field(default=300, metadata={"help": "Training steps of the verifier."})
-    train_steps: int = field(default=80, metadata={"help": "Fine-tuning steps per method and seed."})
+    train_steps: int = field(default=100, metadata={"help": "Fine-tuning steps per method and seed."})
     train_prompts: int = field(default=16, metadata={"help": "Prompts per fine-tuning step."})
     n: int = field(default=16, metadata={"help": "Samples per prompt during fine-tuning."})
     k: int = field(default=8, metadata={"help": "The k that the Best-of-k objectives train for."})
     lr: float = field(default=1e-4, metadata={"help": "Fine-tuning learning rate (Adam)."})
-    kl_start: float = field(default=1.0, metadata={"help": "KL-to-anchor coefficient at the first step (paper: 1.0)."})
-    kl_end: float = field(default=0.075, metadata={"help": "KL coefficient at the last step (paper: 0.075)."})
+    kl_start: float = field(default=0.0, metadata={"help": "KL-to-anchor coefficient at the first step (the paper's "
+                                                          "recipe: 1.0; default none, see the README)."})
+    kl_end: float = field(default=0.0, metadata={"help": "KL coefficient at the last step (the paper's recipe: 0.075)."})
     ema_rate: float = field(default=0.01, metadata={"help": "Anchor update rate (paper: 0.01)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature, in training and evaluation."})
     eval_prompts: int = field(default=300, metadata={"help": "Held-out problems."})
@@ -152,7 +155,8 @@ def fit_verifier(config: DemoConfig, task, base: Path, train_problems, out: Path
     rewards = np.array(task.rewards(flat_p, [c.text for c in flat_c]))
     cut = len(chosen) * 3 // 4 * 16  # fit on three quarters of the prompts, measure on the rest
     verifier = LearnedRewardModel.fit(flat_p[:cut], flat_c[:cut], rewards[:cut],
-                                      RewardModelConfig(steps=config.verifier_steps, seed=config.seed))
+                                      RewardModelConfig(steps=config.verifier_steps, seed=config.seed),
+                                      view="arith-calculator")
     quality = verifier_quality(verifier(flat_p[cut:], flat_c[cut:]), rewards[cut:])
     quality.update(verifier.describe())
     verifier.save(folder)
@@ -361,6 +365,7 @@ def write_findings(comparisons: dict, quality: dict, config: DemoConfig) -> str:
         verdict = "beats" if c["difference"] > 0 else "does not beat"
         parts.append(f"Training with the test-time verifier {verdict} training for pass@N on BoN@{n} "
                      f"({c['difference'] * 100:+.1f} points, intervals {'apart' if c['intervals_apart'] else 'overlap'}).")
-    parts.append(f"The learned verifier is weak (AUC {quality['auc']:.2f}, accuracy {quality['accuracy']:.2f} on base "
-                 f"samples of unseen prompts), so Best-of-N by it stays far below pass@N.")
+    parts.append(f"The learned verifier (AUC {quality['auc']:.2f}, accuracy {quality['accuracy']:.2f}, precision "
+                 f"{quality['precision']:.2f} on base samples of unseen prompts) is imperfect, so Best-of-N by it "
+                 "stays below pass@N.")
     return " ".join(parts)

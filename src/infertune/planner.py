@@ -242,6 +242,90 @@ def _fit(table: StrategyTable, hardness: np.ndarray, train: np.ndarray, costs: n
     return chosen, edges
 
 
+@dataclass
+class PlanConfig:
+    """How to plan test-time compute for a run."""
+
+    budget: float = field(default=4.0, metadata={"help": "Average samples per prompt the policy may spend."})
+    difficulty: str = field(default="predicted", metadata={
+        "help": "predicted (from verifier scores, usable on unlabelled prompts) or oracle (pass@1 from rewards)."})
+    verifier: str | None = field(default=None, metadata={"help": "Verifier whose scores predict difficulty "
+                                                                 "(default: the first score column)."})
+    bins: int = field(default=5, metadata={"help": "Difficulty quantile bins."})
+    folds: int = field(default=5, metadata={"help": "Cross-validation folds over prompts."})
+    seed: int = field(default=0, metadata={"help": "Seed of the fold split and Monte-Carlo estimates."})
+
+    def __post_init__(self) -> None:
+        if self.difficulty not in ("predicted", "oracle"):
+            raise ValueError(f"difficulty must be predicted or oracle, got {self.difficulty!r}")
+        if self.budget <= 0 or self.bins < 1 or self.folds < 2:
+            raise ValueError("budget must be > 0, bins >= 1 and folds >= 2")
+
+
+def plan_run(store, config: PlanConfig) -> dict:
+    """Plan a stored run: the policy, its cross-validated accuracy against uniform Best-of-N, and co-scaling."""
+    from infertune.store import iter_tasks_and_temperatures
+
+    table_all = store.read()
+    pairs = list(iter_tasks_and_temperatures(table_all))
+    tasks_seen = sorted({task for task, _ in pairs})
+    if len(tasks_seen) != 1:
+        raise ValueError(f"{store.path}: plan needs a run of one task, found {tasks_seen}")
+    samples = {t: store.scored(temperature=t, task=tasks_seen[0]) for _, t in pairs}
+    common = set.intersection(*(set(s.prompt_ids) for s in samples.values()))
+    if any(len(common) != len(s.prompt_ids) for s in samples.values()):
+        raise ValueError(f"{store.path}: every temperature must cover the same prompts")
+    table = strategy_table(samples, seed=config.seed)
+    hardness = difficulty(samples, config.difficulty, config.verifier)
+    result = plan(table, hardness, config.budget, bins=config.bins, folds=config.folds, seed=config.seed,
+                  difficulty_kind=config.difficulty)
+    verifier = config.verifier or (_default_verifier(next(iter(samples.values())))
+                                   if config.difficulty == "predicted" else None)
+    result.policy.update(verifier=verifier, task=tasks_seen[0])
+    if verifier is not None:
+        scores = np.concatenate([s.scores[verifier].ravel() for s in samples.values()])
+        result.policy["score_range"] = [float(scores.min()), float(scores.max())]
+    fits = coscaling_fit(pass_curves_by_temperature(samples))
+    n = next(iter(samples.values())).n
+    return {"plan": result, "coscaling": fits,
+            "best_temperature": best_temperature(fits, [2**i for i in range(12) if 2**i <= 16 * n]),
+            "pass_curves": pass_curves_by_temperature(samples), "prompts": len(hardness), "n": n}
+
+
+def plot_coscaling(pass_curves: dict, fits: list[dict], best: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    colors = plt.get_cmap("viridis")(np.linspace(0.05, 0.85, max(len(pass_curves), 1)))
+    for color, fit in zip(colors, fits):
+        curve = pass_curves[fit["temperature"]]
+        n = np.arange(1, curve.size + 1)
+        left.plot(n, curve, "o", ms=3, color=color, label=f"T={fit['temperature']:g} measured")
+        if fit["a"] is not None:
+            grid = np.logspace(0, np.log2(16 * curve.size), 100, base=2)
+            left.plot(grid, _law(grid, fit["a"], fit["b"]), "-", color=color,
+                      label=f"fit a={fit['a']:.2f}, b={fit['b']:.2f}, R²={fit['r2']:.3f}")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("N")
+    left.set_ylabel("pass@N")
+    left.set_title("pass@N(T) ≈ exp(a(T)·N^b(T))")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=7)
+    if best:
+        right.step([b["n"] for b in best], [b["best_temperature"] for b in best], where="mid")
+        right.set_xscale("log", base=2)
+    right.set_xlabel("N")
+    right.set_ylabel("best temperature (fitted)")
+    right.set_title("Predicted best temperature for each N")
+    right.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # -- co-scaling of N and temperature (Chow et al.) ----------------------------------------------------------------
 
 def _law(n, a, b):

@@ -53,8 +53,7 @@ class Task(ABC):
 
         Tasks that run code override this to run sandboxes in parallel instead.
         """
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_batch(problems, completions)
         if workers and workers > 1 and len(problems) >= PARALLEL_MIN:
             return parallel_rewards(self, problems, completions, workers)
         return [self.reward(p, c) for p, c in zip(problems, completions)]
@@ -62,6 +61,23 @@ class Task(ABC):
     def spec(self) -> dict:
         """How to load this task again (stored in a run's metadata)."""
         return {"name": self.name}
+
+
+class BatchTask(Task):
+    """A task whose checker works on batches (code run in parallel sandboxes): one reward is a batch of one."""
+
+    def reward(self, problem: Problem, completion: str) -> float:
+        return self.rewards([problem], [completion])[0]
+
+    @abstractmethod
+    def rewards(self, problems: Sequence[Problem], completions: Sequence[str], *,
+                workers: int | None = None) -> list[float]:
+        """Rewards of many completions at once."""
+
+
+def check_batch(problems: Sequence[Problem], completions: Sequence[str]) -> None:
+    if len(problems) != len(completions):
+        raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
 
 
 # Below this many completions, starting worker processes costs more than it saves.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from infertune.tasks.base import Problem, Task, register
+from infertune.tasks.base import BatchTask, Problem, check_batch, register
 from infertune.verify.sandbox import SandboxConfig, run_many
 
 _FENCE = re.compile(r"```(?:python|py)?\n(.*?)```", re.DOTALL)
@@ -29,7 +29,7 @@ def program_for(problem: Problem, completion: str) -> str:
 
 
 @register("humaneval")
-class HumanEvalTask(Task):
+class HumanEvalTask(BatchTask):
     name = "humaneval"
 
     def __init__(self, timeout_s: float = 10.0, memory_mb: int = 512, workers: int | None = None) -> None:
@@ -54,13 +54,9 @@ class HumanEvalTask(Task):
         lines = [line.rstrip() for line in (completion or "").splitlines() if line.strip()]
         return "\n".join(lines) or None
 
-    def reward(self, problem: Problem, completion: str) -> float:
-        return self.rewards([problem], [completion])[0]
-
     def rewards(self, problems: Sequence[Problem], completions: Sequence[str], *,
                 workers: int | None = None) -> list[float]:
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_batch(problems, completions)
         programs = [program_for(p, c) for p, c in zip(problems, completions)]
         results = run_many(programs, config=self.sandbox, workers=workers or self.workers)
         return [1.0 if r.passed else 0.0 for r in results]

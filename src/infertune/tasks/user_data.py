@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from infertune.tasks.base import Problem, Task, register
+from infertune.tasks.base import BatchTask, Problem, check_batch, register
 from infertune.verify.answers import equivalent
 from infertune.verify.sandbox import SandboxConfig, run_many
 
@@ -51,35 +51,11 @@ def _problem_from_row(row: Any, where: str, index: int) -> Problem:
     return Problem(id=str(pid), prompt=prompt, reference=reference, target=target, system=system)
 
 
-def read_jsonl(path: Path) -> list[Problem]:
+def _collect(path: Path, rows) -> list[Problem]:
+    """Problems from (row, where, index) triples; ids must be unique and the file must not be empty."""
     problems, seen = [], set()
-    with open(path, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            problem = _problem_from_row(row, where, line_no)
-            if problem.id in seen:
-                raise DataError(f"{where}: field 'id' repeats {problem.id!r}")
-            seen.add(problem.id)
-            problems.append(problem)
-    if not problems:
-        raise DataError(f"{path}: no rows")
-    return problems
-
-
-def read_parquet(path: Path) -> list[Problem]:
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(path).to_pylist()
-    problems, seen = [], set()
-    for i, row in enumerate(rows):
-        where = f"{path}: row {i}"
-        problem = _problem_from_row(row, where, i)
+    for row, where, index in rows:
+        problem = _problem_from_row(row, where, index)
         if problem.id in seen:
             raise DataError(f"{where}: field 'id' repeats {problem.id!r}")
         seen.add(problem.id)
@@ -89,7 +65,29 @@ def read_parquet(path: Path) -> list[Problem]:
     return problems
 
 
-class UserDataTask(Task):
+def read_jsonl(path: Path) -> list[Problem]:
+    def rows():
+        with open(path, encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{line_no}"
+                try:
+                    yield json.loads(line), where, line_no
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+
+    return _collect(path, rows())
+
+
+def read_parquet(path: Path) -> list[Problem]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    return _collect(path, ((row, f"{path}: row {i}", i) for i, row in enumerate(rows)))
+
+
+class UserDataTask(BatchTask):
     def __init__(self, path: str, kind: str, timeout_s: float = 10.0, memory_mb: int = 512) -> None:
         if not path:
             raise ValueError(f"{kind} needs a file: {kind}:<path>")
@@ -104,13 +102,9 @@ class UserDataTask(Task):
     def problems(self) -> list[Problem]:
         return self._problems
 
-    def reward(self, problem: Problem, completion: str) -> float:
-        return self.rewards([problem], [completion])[0]
-
     def rewards(self, problems: Sequence[Problem], completions: Sequence[str], *,
                 workers: int | None = None) -> list[float]:
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        check_batch(problems, completions)
         out: list[float | None] = [None] * len(problems)
         code_jobs = []
         for i, (p, c) in enumerate(zip(problems, completions)):

@@ -30,9 +30,30 @@ class RewardModelConfig:
     seed: int = 0
 
 
-def _text(problem: Problem, completion) -> str:
-    text = completion if isinstance(completion, str) else completion.text
-    return problem.prompt + text
+def completion_text(completion) -> str:
+    return completion if isinstance(completion, str) else completion.text
+
+
+def plain_view(problem: Problem, completion) -> str:
+    """What the reward model reads by default: the prompt and the completion."""
+    return problem.prompt + completion_text(completion)
+
+
+def arith_calculator_view(problem: Problem, completion) -> str:
+    """Prompt and completion followed by the expression's value, as a reward model with a calculator tool sees it.
+
+    The value makes "does it reach the target" readable; whether every number was used exactly once still has to be
+    learned from the text, which a small model does only in part.
+    """
+    from infertune.tasks.arith import evaluate
+
+    text = completion_text(completion)
+    result = evaluate(text.strip().split("\n")[0].split("=")[0].replace(" ", ""))
+    value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
+    return f"{problem.prompt}{text}|{value}"
+
+
+VIEWS = {"plain": plain_view, "arith-calculator": arith_calculator_view}
 
 
 class LearnedRewardModel:
@@ -40,15 +61,17 @@ class LearnedRewardModel:
 
     name = "learned"
 
-    def __init__(self, model, tokenizer) -> None:
-        self.model, self.tokenizer = model.eval(), tokenizer
+    def __init__(self, model, tokenizer, view: str = "plain") -> None:
+        if view not in VIEWS:
+            raise ValueError(f"unknown reward-model view {view!r}; known: {sorted(VIEWS)}")
+        self.model, self.tokenizer, self.view = model.eval(), tokenizer, view
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence, batch_size: int = 1024) -> np.ndarray:
         import torch
 
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
-        texts = [_text(p, c) for p, c in zip(problems, completions)]
+        texts = [VIEWS[self.view](p, c) for p, c in zip(problems, completions)]
         out = np.empty(len(texts))
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
@@ -59,7 +82,7 @@ class LearnedRewardModel:
 
     @classmethod
     def fit(cls, problems: Sequence[Problem], completions: Sequence, rewards,
-            config: RewardModelConfig | None = None) -> "LearnedRewardModel":
+            config: RewardModelConfig | None = None, view: str = "plain") -> "LearnedRewardModel":
         """Binary cross-entropy on (prompt + completion, reward), positives re-weighted to balance the classes."""
         import torch
         from transformers import LlamaConfig, LlamaForSequenceClassification
@@ -82,7 +105,7 @@ class LearnedRewardModel:
             model = LlamaForSequenceClassification(llama)
         finally:
             torch.random.set_rng_state(state)
-        texts = [_text(p, c) for p, c in zip(problems, completions)]
+        texts = [VIEWS[view](p, c) for p, c in zip(problems, completions)]
         enc = tok(texts, return_tensors="pt", padding=True)
         labels = torch.tensor(y)
         pos_weight = torch.tensor(float((1 - y).sum() / max(y.sum(), 1.0)))
@@ -99,22 +122,24 @@ class LearnedRewardModel:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        return cls(model, tok)
+        return cls(model, tok, view=view)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        (folder / "view.txt").write_text(self.view)
 
     @classmethod
     def load(cls, folder: Path) -> "LearnedRewardModel":
         from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
+        view = (folder / "view.txt").read_text().strip() if (folder / "view.txt").exists() else "plain"
         return cls(AutoModelForSequenceClassification.from_pretrained(folder),
-                   PreTrainedTokenizerFast.from_pretrained(folder))
+                   PreTrainedTokenizerFast.from_pretrained(folder), view=view)
 
     def describe(self) -> dict:
-        return {"kind": "character-level transformer classifier",
+        return {"kind": "character-level transformer classifier", "view": self.view,
                 "parameters": int(sum(p.numel() for p in self.model.parameters())),
                 "config": {k: v for k, v in asdict(RewardModelConfig()).items()}}
 

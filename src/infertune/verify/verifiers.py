@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from infertune.tasks.base import Problem, Task
+from infertune.tasks.base import Problem, Task, check_batch
 
 
 class Verifier(Protocol):
@@ -23,11 +23,6 @@ class Verifier(Protocol):
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> np.ndarray: ...
 
 
-def _check_batch(problems: Sequence[Problem], completions: Sequence[str]) -> None:
-    if len(problems) != len(completions):
-        raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
-
-
 class OracleVerifier:
     """The task's own checker: a perfect verifier (Best-of-N by it is pass@N)."""
 
@@ -35,7 +30,7 @@ class OracleVerifier:
         self.task, self.name = task, name
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> np.ndarray:
-        _check_batch(problems, completions)
+        check_batch(problems, completions)
         return np.asarray(self.task.rewards(problems, completions), dtype=np.float64)
 
 
@@ -49,7 +44,7 @@ class MajorityAgreement:
         self.task, self.name = task, name
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> np.ndarray:
-        _check_batch(problems, completions)
+        check_batch(problems, completions)
         answers = [self.task.extract(c) for c in completions]
         groups: dict[str, Counter] = defaultdict(Counter)
         sizes: Counter = Counter()
@@ -105,7 +100,7 @@ class RewardModelVerifier:
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> np.ndarray:
         import torch
 
-        _check_batch(problems, completions)
+        check_batch(problems, completions)
         texts = [_render(self.tokenizer, p, c) for p, c in zip(problems, completions)]
         scores = np.empty(len(texts))
         device = next(self.model.parameters()).device
@@ -143,7 +138,7 @@ class SelfConfidence:
         self.batch_size = batch_size
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence[str]) -> np.ndarray:
-        _check_batch(problems, completions)
+        check_batch(problems, completions)
         if self.mode == "mean_logprob":
             return np.array([self._mean_logprob(p, c) for p, c in zip(problems, completions)])
         return self._p_true(problems, completions)
