@@ -237,6 +237,11 @@ def synthetic(out: Path = typer.Argument(..., help="Run folder to write the synt
                   f"{len(config.temperatures)} temperatures)")
 
 
+def _mean_pm(row: dict) -> str:
+    half = f"{(row['ci_high'] - row['ci_low']) / 2:.3f}".removeprefix("0")  # ".007" keeps 80-column tables whole
+    return f"{row['mean']:.3f}\n[dim]±{half}[/dim]"
+
+
 @app.command()
 @with_config(DemoConfig)
 def demo(config: DemoConfig = None) -> None:
@@ -255,17 +260,20 @@ def demo(config: DemoConfig = None) -> None:
     result = run_demo(config, log=console.print)
     resolved = result["config"]
     table = Table(title=f"held-out accuracy ({resolved['eval_prompts']} problems x {resolved['eval_n']} samples, "
-                        f"{resolved['seeds']} seed(s)); [low-high] is the 95% bootstrap interval over prompts",
-                  title_justify="left")
+                        f"{resolved['seeds']} seed(s))",
+                  caption="± half the 95% bootstrap interval over prompts (exact bounds in results.json)",
+                  title_justify="left", caption_justify="left")
     table.add_column("model", no_wrap=True, style="bold")
-    columns = [(m, k) for m in ("pass", "bon", "maj") for k in SUMMARY_KS if k <= resolved["eval_n"]]
-    for metric, k in columns:
-        table.add_column(f"{metric}@{k}", justify="right", no_wrap=True)
-    models = list(dict.fromkeys(row["model"] for row in result["summary"]))
+    table.add_column("metric", no_wrap=True)
+    ks = [k for k in SUMMARY_KS if k <= resolved["eval_n"]]
+    for k in ks:
+        table.add_column(f"k={k}", justify="right", no_wrap=True)
     cells = {(r["model"], r["metric"], r["k"]): r for r in result["summary"]}
-    for model in models:
-        table.add_row(model, *[f"{cells[(model, m, k)]['mean']:.3f}\n[dim]{cells[(model, m, k)]['ci_low']:.3f}-"
-                               f"{cells[(model, m, k)]['ci_high']:.3f}[/dim]" for m, k in columns])
+    for model in dict.fromkeys(row["model"] for row in result["summary"]):
+        for i, metric in enumerate(("pass", "bon", "maj")):
+            table.add_row(model if i == 0 else "", metric,
+                          *[_mean_pm(cells[(model, metric, k)]) for k in ks],
+                          end_section=i == 2)
     console.print(table)
     console.print(result["findings"])
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result["stages_seconds"].items())

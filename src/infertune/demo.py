@@ -97,23 +97,23 @@ class Stages:
         self.seconds: dict[str, float] = {}
         self.reused: list[str] = []
 
-    def run(self, name: str, fn: Callable, reuse: bool = False):
+    def run(self, name: str, fn: Callable):
         start = time.perf_counter()
         result = fn()
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
-        if reuse:
-            self.reused.append(name)
         return result
 
 
-def base_model(config: DemoConfig, task, log: Callable[[str], None]) -> Path:
-    """The supervised base model, trained once per configuration and cached."""
+def base_model(config: DemoConfig, task, log: Callable[[str], None], reused: list[str] | None = None) -> Path:
+    """The supervised base model, trained once per configuration and cached (``reused`` learns which it was)."""
     key = json.dumps({"task": TASK_OPTIONS, "steps": config.base_steps, "batch": config.base_batch,
                       "lr": config.base_lr, "seed": config.seed, "eval_prompts": config.eval_prompts, "v": 1},
                      sort_keys=True)
     folder = cache_dir() / f"demo-base-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (folder / "model" / "config.json").exists():
         log(f"base model: reusing {folder}")
+        if reused is not None:
+            reused.append("base_model")
         return folder / "model"
     log(f"base model: supervised training, {config.base_steps} steps x {config.base_batch} problems")
     trainer = Trainer(TrainConfig(task="arith", task_option=TASK_OPTIONS, objective="sft", steps=config.base_steps,
@@ -197,7 +197,9 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     task = load("arith", **{k: int(v) for k, v in (o.split("=") for o in TASK_OPTIONS)})
     train_problems, held_out = split_problems(task, config.eval_prompts)
 
-    base = stages.run("base_model", lambda: base_model(config, task, log))
+    base = stages.run("base_model", lambda: base_model(config, task, log, stages.reused))
+    if (out / "verifier.json").exists():
+        stages.reused.append("verifier")
     verifier, quality = stages.run("verifier", lambda: fit_verifier(config, task, base, train_problems, out))
     log(f"verifier: accuracy {quality['accuracy']:.3f}, AUC {quality['auc']:.3f} on {quality['samples']} base "
         f"samples of unseen training prompts ({quality['positives']} correct)")

@@ -9,6 +9,7 @@ sequence. Sampling is seeded per step, so a run resumed from a checkpoint reprod
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -177,8 +178,6 @@ class Trainer:
         named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         # The anchor is a frozen copy of the policy whose trainable weights follow it by an exponential moving average.
-        import copy
-
         self.anchor_model = copy.deepcopy(model).eval()
         anchor_named = dict(self.anchor_model.named_parameters())
         self.anchor = [anchor_named[name] for name, _ in named]

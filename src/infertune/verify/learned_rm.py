@@ -133,7 +133,9 @@ class LearnedRewardModel:
     @classmethod
     def load(cls, folder: Path) -> "LearnedRewardModel":
         from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         view = (folder / "view.txt").read_text().strip() if (folder / "view.txt").exists() else "plain"
         return cls(AutoModelForSequenceClassification.from_pretrained(folder),
                    PreTrainedTokenizerFast.from_pretrained(folder), view=view)
