@@ -39,25 +39,33 @@ def char_tokenizer():
                                    clean_up_tokenization_spaces=False)
 
 
-def tiny_model(config: TinyConfig | None = None, tokenizer=None):
-    """A randomly initialised tiny Llama (deterministic in the seed) and its tokenizer."""
+def build_tiny(model_class, config: TinyConfig, tokenizer, **extra):
+    """A randomly initialised tiny Llama of any head (causal LM, classifier), deterministic in ``config.seed``
+    and leaving the global random state as it was."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig
 
-    config = config or TinyConfig()
-    tokenizer = tokenizer or char_tokenizer()
     llama = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
-        max_position_embeddings=config.max_positions, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        max_position_embeddings=config.max_positions, pad_token_id=tokenizer.pad_token_id, **extra,
     )
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)
     try:
-        model = LlamaForCausalLM(llama)
+        return model_class(llama)
     finally:
         torch.random.set_rng_state(generator_state)
+
+
+def tiny_model(config: TinyConfig | None = None, tokenizer=None):
+    """A randomly initialised tiny Llama causal LM (deterministic in the seed) and its tokenizer."""
+    from transformers import LlamaForCausalLM
+
+    config = config or TinyConfig()
+    tokenizer = tokenizer or char_tokenizer()
+    model = build_tiny(LlamaForCausalLM, config, tokenizer, tie_word_embeddings=True,
+                       eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
     model.config.infertune_tiny = asdict(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

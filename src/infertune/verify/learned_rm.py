@@ -85,9 +85,9 @@ class LearnedRewardModel:
             config: RewardModelConfig | None = None, view: str = "plain") -> "LearnedRewardModel":
         """Binary cross-entropy on (prompt + completion, reward), positives re-weighted to balance the classes."""
         import torch
-        from transformers import LlamaConfig, LlamaForSequenceClassification
+        from transformers import LlamaForSequenceClassification
 
-        from infertune.models.tiny import char_tokenizer
+        from infertune.models.tiny import TinyConfig, build_tiny, char_tokenizer
 
         config = config or RewardModelConfig()
         y = np.asarray(rewards, dtype=np.float32)
@@ -95,16 +95,10 @@ class LearnedRewardModel:
             raise ValueError("cannot fit a reward model: every training sample has the same reward")
         tok = char_tokenizer()
         tok.padding_side = "right"
-        llama = LlamaConfig(vocab_size=len(tok), hidden_size=config.hidden_size,
-                            intermediate_size=3 * config.hidden_size, num_hidden_layers=config.layers,
-                            num_attention_heads=config.heads, num_key_value_heads=config.heads,
-                            max_position_embeddings=256, num_labels=1, pad_token_id=tok.pad_token_id)
-        state = torch.random.get_rng_state()
-        torch.manual_seed(config.seed)
-        try:
-            model = LlamaForSequenceClassification(llama)
-        finally:
-            torch.random.set_rng_state(state)
+        model = build_tiny(LlamaForSequenceClassification,
+                           TinyConfig(hidden_size=config.hidden_size, layers=config.layers, heads=config.heads,
+                                      intermediate_size=3 * config.hidden_size, max_positions=256, seed=config.seed),
+                           tok, num_labels=1)
         texts = [VIEWS[view](p, c) for p, c in zip(problems, completions)]
         enc = tok(texts, return_tensors="pt", padding=True)
         labels = torch.tensor(y)
