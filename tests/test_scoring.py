@@ -57,3 +57,28 @@ def test_unknown_prompt_and_bad_options_are_reported(tmp_path):
     with pytest.raises(ValueError, match="needs a model path"):
         build_verifier("rm", task)
     assert task_for_run(store, ScoreConfig()).spec() == task.spec()
+
+
+def test_extending_a_run_rescores_agreement_of_the_old_samples(tmp_path):
+    """Agreement compares a prompt's samples: when new samples arrive, the old ones' scores must change too."""
+    task = tasks.load("arith", size=4, seed=2)
+    store = SampleStore(tmp_path / "grown")
+    store.init(task_spec=task.spec())
+    completions = lambda p: [p.reference, "1+1", p.reference, p.reference]  # noqa: E731
+    for stage in (range(0, 2), range(2, 4)):
+        with store.writer() as w:
+            for p in task.problems():
+                for i in stage:
+                    w.write(Sample(task=task.name, prompt_id=p.id, sample_index=i, temperature=1.0,
+                                   completion=completions(p)[i], prompt=p.prompt))
+        score_store(store, task, [build_verifier("agreement", task)])
+    once = SampleStore(tmp_path / "once")
+    once.init(task_spec=task.spec())
+    with once.writer() as w:
+        for p in task.problems():
+            for i, c in enumerate(completions(p)):
+                w.write(Sample(task=task.name, prompt_id=p.id, sample_index=i, temperature=1.0, completion=c,
+                               prompt=p.prompt))
+    score_store(once, task, [build_verifier("agreement", task)])
+    np.testing.assert_allclose(store.scored().scores["agreement"], once.scored().scores["agreement"])
+    np.testing.assert_allclose(store.scored().scores["agreement"][:, 0], 2 / 3)

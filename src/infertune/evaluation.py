@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from infertune.verify.verifiers import SAMPLE_DEPENDENT_VERIFIERS
 from infertune.estimators import bon_curve, bootstrap_mean, maj_curve, pass_curve, weighted_maj_curve
 from infertune.store import ScoredSamples
 
@@ -73,7 +74,7 @@ def evaluate(samples: ScoredSamples, config: EvalConfig | None = None) -> list[C
     else:
         add("pass", None, bon_curve(rewards, rewards), note="rewards are not binary: expected best reward of k")
     for name, scores in sorted(samples.scores.items()):
-        add("bon", name, bon_curve(scores, rewards))
+        add("bon", name, bon_curve(scores, rewards), note=_dependent_note(name))
     maj = maj_curve(samples.answers, rewards, mc_samples=config.mc_samples, seed=config.seed)
     add("maj", None, maj.values, maj.stderr, exact=bool(maj.exact.all()))
     for name, scores in sorted(samples.scores.items()):
@@ -84,8 +85,15 @@ def evaluate(samples: ScoredSamples, config: EvalConfig | None = None) -> list[C
             aggregate, note = config.weighted_aggregate, ""
         w = weighted_maj_curve(samples.answers, scores, rewards, aggregate=aggregate, mc_samples=config.mc_samples,
                                seed=config.seed)
-        add("wmaj", name, w.values, w.stderr, exact=bool(w.exact.all()), note=note)
+        add("wmaj", name, w.values, w.stderr, exact=bool(w.exact.all()),
+            note="; ".join(filter(None, [note, _dependent_note(name)])))
     return curves
+
+
+def _dependent_note(verifier: str) -> str:
+    if verifier in SAMPLE_DEPENDENT_VERIFIERS:
+        return "scores computed from all n samples: for k < n the choice sees samples outside the k"
+    return ""
 
 
 def report_ks(n: int) -> list[int]:

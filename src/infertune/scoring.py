@@ -82,8 +82,12 @@ def build_verifier(spec: str, task: Task) -> Verifier:
 
 
 def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, rescore: bool = False,
-                workers: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Fill answer, reward and every verifier's column; returns a summary of what was scored."""
+                workers: int | None = None, progress: Callable[[str], None] | None = None,
+                rewards_fn: Callable[[list, list], list[float]] | None = None) -> dict:
+    """Fill answer, reward and every verifier's column; returns a summary of what was scored.
+
+    ``rewards_fn(problems, completions)`` computes rewards elsewhere (``ray_executor.ray_rewards`` on a cluster);
+    by default the task's checker runs here over ``workers`` processes."""
     table = store.read()
     if table.num_rows == 0:
         raise StoreError(f"{store.path}: the store holds no samples")
@@ -110,7 +114,10 @@ def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, re
         progress(f"rewards for {rows.size} completions")
     answers = table.column("answer").to_pylist()
     rewards = table.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
-    new_rewards = task.rewards(batch_problems, batch_completions, workers=workers or os.cpu_count())
+    if rewards_fn is not None:
+        new_rewards = rewards_fn(batch_problems, batch_completions)
+    else:
+        new_rewards = task.rewards(batch_problems, batch_completions, workers=workers or os.cpu_count())
     for j, i in enumerate(rows):
         answers[i] = task.extract(batch_completions[j])
         rewards[i] = new_rewards[j]
@@ -124,9 +131,15 @@ def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, re
         col = score_column(v.name)
         values = (table.column(col).to_numpy(zero_copy_only=False).astype(np.float64)
                   if col in table.column_names else np.full(table.num_rows, np.nan))
-        # Verifiers that compare samples (agreement) must see one temperature's samples at a time.
-        for t in np.unique(temperatures[rows]):
-            subset = rows[temperatures[rows] == t]
+        # Verifiers that compare samples (agreement) must see one temperature's samples at a time, and all of a
+        # prompt's samples there: when a run is extended, the old samples' scores change too.
+        targets = rows
+        if getattr(v, "compares_samples", False):
+            touched = {(prompt_ids[i], temperatures[i]) for i in rows}
+            targets = np.array([i for i in range(table.num_rows) if (prompt_ids[i], temperatures[i]) in touched],
+                               dtype=np.int64)
+        for t in np.unique(temperatures[targets]):
+            subset = targets[temperatures[targets] == t]
             values[subset] = v([problems[prompt_ids[i]] for i in subset], [completions[i] for i in subset])
         table = _replace(table, col, pa.array(values, pa.float64()))
         summary[f"mean_{col}"] = float(np.mean(values[rows]))
