@@ -4,7 +4,8 @@ Samples the base model at three temperatures (n=32 each), scores every sample wi
 writes a sample store, and plans it with `infertune plan`'s code at an average budget of 4 samples per prompt.
 Prints a JSON object as its last line: efficiency_ratio (the N uniform Best-of-N needs to match the cross-validated
 adaptive policy, divided by the policy's budget; predicted difficulty, no labels used to bin), and the same for
-oracle difficulty. Trains the demo's base model and verifier first if they are not cached (about 2 minutes).
+oracle difficulty. Predicted difficulty is the mean verifier score of each prompt's first --probe-samples samples at
+the lowest temperature, as `infertune eval --policy` computes it on new prompts. Trains the demo's base model and verifier first if they are not cached (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=300)
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--temperatures", default="0.6,0.8,1.0")
+    parser.add_argument("--probe-samples", type=int, default=PlanConfig.probe_samples,
+                        help="Probe samples per prompt for predicted difficulty (at the lowest temperature).")
     parser.add_argument("--out", default=None, help="Run folder (default: a temporary one)")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -57,7 +60,8 @@ def main() -> None:
                                     scores={"learned": float(s)}))
     results = {}
     for kind in ("predicted", "oracle"):
-        r = plan_run(store, PlanConfig(budget=args.budget, difficulty=kind, verifier="learned"))["plan"]
+        r = plan_run(store, PlanConfig(budget=args.budget, difficulty=kind, verifier="learned",
+                                       probe_samples=args.probe_samples))["plan"]
         results[kind] = r
         print(f"{kind}: adaptive {r.adaptive_accuracy:.3f} vs uniform {r.uniform_strategy} {r.uniform_accuracy:.3f}; "
               f"uniform needs N={r.uniform_budget_to_match}; policy "
@@ -69,7 +73,7 @@ def main() -> None:
         "uniform_accuracy_at_budget": round(predicted.uniform_accuracy, 4),
         "uniform_budget_to_match": predicted.uniform_budget_to_match,
         "efficiency_ratio_oracle": oracle.efficiency_ratio,
-        "adaptive_accuracy_oracle": round(oracle.adaptive_accuracy, 4),
+        "adaptive_accuracy_oracle": round(oracle.adaptive_accuracy, 4), "probe_samples": args.probe_samples,
         "verifier_auc": round(quality["auc"], 3), "prompts": len(problems), "n": args.n,
         "temperatures": args.temperatures, "run": str(run), "seconds": round(time.perf_counter() - started, 1),
     }))

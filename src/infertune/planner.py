@@ -18,6 +18,7 @@ import numpy as np
 from scipy.optimize import curve_fit
 
 from infertune.estimators import bon_curve, maj_curve, pass_curve, weighted_maj_curve
+from infertune.verify.verifiers import SAMPLE_DEPENDENT_VERIFIERS
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ def strategy_table(samples_by_temperature: dict, *, include_oracle: bool = False
                              "prompts at every temperature")
         curves = {"maj": np.asarray(maj_curve(s.answers, s.rewards, seed=seed))}
         for name, scores in s.scores.items():
+            if name in SAMPLE_DEPENDENT_VERIFIERS:
+                continue  # its BoN@N from n > N samples would see samples a policy of N does not draw
             curves[f"bon:{name}"] = bon_curve(scores, s.rewards)
             if np.all(scores >= 0):
                 curves[f"wmaj:{name}"] = np.asarray(weighted_maj_curve(s.answers, scores, s.rewards, seed=seed))
@@ -67,11 +70,28 @@ def strategy_table(samples_by_temperature: dict, *, include_oracle: bool = False
     return StrategyTable(strategies, np.stack(columns, axis=1), list(ids))
 
 
-def difficulty(samples_by_temperature: dict, kind: str = "predicted", verifier: str | None = None) -> np.ndarray:
-    """Per-prompt difficulty, higher = harder: 1 − pass@1 ("oracle", needs rewards) or 1 − mean verifier score
-    ("predicted", needs no labels), pooled over temperatures."""
+def difficulty(samples_by_temperature: dict, kind: str = "predicted", verifier: str | None = None, *,
+               probe: tuple[float, int] | None = None) -> np.ndarray:
+    """Per-prompt difficulty, higher = harder.
+
+    "oracle": 1 − pass@1 from the rewards, pooled over temperatures. "predicted" needs no labels: with
+    ``probe=(temperature, m)`` it is 1 − the mean verifier score of the prompt's first m samples at that temperature,
+    exactly what ``infertune eval --policy`` can compute on a new prompt after drawing m probe samples; without a
+    probe, 1 − the range-normalised mean score of all samples at every temperature (for analysis only).
+    """
     if kind not in ("oracle", "predicted"):
         raise ValueError(f"difficulty must be oracle or predicted, got {kind!r}")
+    if kind == "predicted" and probe is not None:
+        temperature, m = probe
+        if temperature not in samples_by_temperature:
+            raise ValueError(f"no samples at probe temperature {temperature}; have {sorted(samples_by_temperature)}")
+        s = samples_by_temperature[temperature]
+        if not 1 <= m <= s.n:
+            raise ValueError(f"probe samples must be in 1..{s.n} (the run's n), got {m}")
+        name = verifier or _default_verifier(s)
+        if name not in s.scores:
+            raise ValueError(f"no verifier {name!r} in the run; have {sorted(s.scores)}")
+        return 1.0 - probe_scores(name, s.scores[name][:, :m], s.answers.ids[:, :m]).mean(axis=1)
     values = []
     for s in samples_by_temperature.values():
         if kind == "oracle":
@@ -84,6 +104,20 @@ def difficulty(samples_by_temperature: dict, kind: str = "predicted", verifier: 
             lo, hi = scores.min(), scores.max()
             values.append((scores.mean(axis=1) - lo) / (hi - lo) if hi > lo else np.zeros(len(scores)))
     return 1.0 - np.mean(values, axis=0)
+
+
+def probe_scores(verifier: str, scores: np.ndarray, answer_ids: np.ndarray) -> np.ndarray:
+    """Verifier scores of a prompt's probe samples as they would be computed from the probes alone: majority
+    agreement depends on which other samples exist, so it is recomputed among the probes (leave-one-out share of
+    the same answer; unparsed answers score 0); other verifiers score each sample on its own."""
+    if verifier != "agreement":
+        return np.asarray(scores, dtype=np.float64)
+    ids = np.asarray(answer_ids)
+    m = ids.shape[1]
+    if m == 1:
+        return np.zeros(ids.shape)
+    same = (ids[:, :, None] == ids[:, None, :]).sum(axis=2) - 1
+    return np.where(ids >= 0, same / (m - 1), 0.0)
 
 
 def _default_verifier(samples) -> str:
@@ -162,8 +196,10 @@ class PlanResult:
 
 
 def _uniform_candidates(table: StrategyTable) -> list[int]:
-    """Best-of-N strategies (any verifier and temperature): the uniform baseline picks among these."""
-    return [i for i, s in enumerate(table.strategies) if s.rule.startswith("bon:")]
+    """Best-of-N strategies (any verifier and temperature): the uniform baseline picks among these. Without a
+    verifier usable for Best-of-N (only agreement), uniform majority vote is the baseline."""
+    bon = [i for i, s in enumerate(table.strategies) if s.rule.startswith("bon:")]
+    return bon or [i for i, s in enumerate(table.strategies) if s.rule == "maj"]
 
 
 def _uniform_accuracy_by_n(table: StrategyTable, train: np.ndarray, test: np.ndarray) -> dict[int, float]:
@@ -242,6 +278,9 @@ def _fit(table: StrategyTable, hardness: np.ndarray, train: np.ndarray, costs: n
     return chosen, edges
 
 
+POLICY_FORMAT = "infertune-policy/1"
+
+
 @dataclass
 class PlanConfig:
     """How to plan test-time compute for a run."""
@@ -251,6 +290,11 @@ class PlanConfig:
         "help": "predicted (from verifier scores, usable on unlabelled prompts) or oracle (pass@1 from rewards)."})
     verifier: str | None = field(default=None, metadata={"help": "Verifier whose scores predict difficulty "
                                                                  "(default: the first score column)."})
+    probe_samples: int = field(default=4, metadata={
+        "help": "Predicted difficulty uses each prompt's first PROBE_SAMPLES samples, as eval --policy does on new "
+                "prompts."})
+    probe_temperature: float | None = field(default=None, metadata={
+        "help": "Temperature of the probe samples (default: the run's lowest)."})
     bins: int = field(default=5, metadata={"help": "Difficulty quantile bins."})
     folds: int = field(default=5, metadata={"help": "Cross-validation folds over prompts."})
     seed: int = field(default=0, metadata={"help": "Seed of the fold split and Monte-Carlo estimates."})
@@ -260,6 +304,8 @@ class PlanConfig:
             raise ValueError(f"difficulty must be predicted or oracle, got {self.difficulty!r}")
         if self.budget <= 0 or self.bins < 1 or self.folds < 2:
             raise ValueError("budget must be > 0, bins >= 1 and folds >= 2")
+        if self.probe_samples < 1:
+            raise ValueError("probe_samples must be at least 1")
 
 
 def plan_run(store, config: PlanConfig) -> dict:
@@ -276,15 +322,19 @@ def plan_run(store, config: PlanConfig) -> dict:
     if any(len(common) != len(s.prompt_ids) for s in samples.values()):
         raise ValueError(f"{store.path}: every temperature must cover the same prompts")
     table = strategy_table(samples, seed=config.seed)
-    hardness = difficulty(samples, config.difficulty, config.verifier)
+    probe = None
+    if config.difficulty == "predicted":
+        probe = (min(samples) if config.probe_temperature is None else float(config.probe_temperature),
+                 config.probe_samples)
+    hardness = difficulty(samples, config.difficulty, config.verifier, probe=probe)
     result = plan(table, hardness, config.budget, bins=config.bins, folds=config.folds, seed=config.seed,
                   difficulty_kind=config.difficulty)
     verifier = config.verifier or (_default_verifier(next(iter(samples.values())))
                                    if config.difficulty == "predicted" else None)
-    result.policy.update(verifier=verifier, task=tasks_seen[0])
-    if verifier is not None:
-        scores = np.concatenate([s.scores[verifier].ravel() for s in samples.values()])
-        result.policy["score_range"] = [float(scores.min()), float(scores.max())]
+    result.policy.update(verifier=verifier, task=tasks_seen[0], format=POLICY_FORMAT,
+                         cross_validated_accuracy=result.adaptive_accuracy)
+    if probe is not None:
+        result.policy["probe"] = {"temperature": probe[0], "samples": probe[1]}
     fits = coscaling_fit(pass_curves_by_temperature(samples))
     n = next(iter(samples.values())).n
     return {"plan": result, "coscaling": fits,

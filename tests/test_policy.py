@@ -1,0 +1,132 @@
+"""eval --policy: selection rules against brute force, policy-file errors, and applying a policy end to end with
+the difficulty computed exactly as plan computes it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infertune import planner
+from infertune.planner import POLICY_FORMAT
+from infertune.policy import load_policy, selected_accuracy
+from infertune.store import SampleStore
+
+
+def _brute(rule, rewards, answers, scores):
+    """Expected reward of the pick when every tied best candidate is equally likely."""
+    if rule == "bon":
+        best = max(scores)
+        return float(np.mean([r for r, s in zip(rewards, scores) if s == best]))
+    weight = Counter()
+    for i, a in enumerate(answers):
+        if a is not None:
+            weight[a] += 1.0 if rule == "maj" else scores[i]
+    if not weight:
+        return 0.0
+    top = max(weight.values())
+    per_answer = [np.mean([r for r, b in zip(rewards, answers) if b == a]) for a in weight if weight[a] == top]
+    return float(np.mean(per_answer))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, "1", "2", "3"]), st.sampled_from([0.0, 0.5, 1.0])),
+                min_size=1, max_size=8),
+       st.sampled_from(["bon:v", "maj", "wmaj:v"]))
+def test_selected_accuracy_equals_brute_force(pairs, rule):
+    answers = [a for a, _ in pairs]
+    scores = [s for _, s in pairs]
+    gold = {"1": 1.0, "2": 0.0, "3": 0.0}
+    rewards = [gold.get(a, 0.0) for a in answers]
+    accuracy, pick = selected_accuracy(rule, rewards, answers, scores)
+    assert accuracy == pytest.approx(_brute(rule.split(":")[0], rewards, answers, scores))
+    assert 0 <= pick < len(answers)
+
+
+def _policy(tmp_path, **overrides):
+    raw = {"format": POLICY_FORMAT, "difficulty": "predicted", "verifier": "agreement", "budget": 4,
+           "probe": {"temperature": 1.0, "samples": 3}, "bin_edges": [0.5],
+           "strategies": [{"temperature": 1.0, "rule": "maj", "n": 5}, {"temperature": 0.5, "rule": "maj", "n": 2}],
+           "task": "arith"}
+    raw.update(overrides)
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_policy_file_errors_name_the_file_and_field(tmp_path):
+    policy = load_policy(_policy(tmp_path))
+    assert policy.probe_samples == 3 and [s.n for s in policy.strategies] == [5, 2]
+    with pytest.raises(ValueError, match=r"policy.json: missing field 'bin_edges'"):
+        raw = json.loads(_policy(tmp_path).read_text())
+        del raw["bin_edges"]
+        (tmp_path / "policy.json").write_text(json.dumps(raw))
+        load_policy(tmp_path / "policy.json")
+    with pytest.raises(ValueError, match=r"field 'difficulty' is 'oracle'"):
+        load_policy(_policy(tmp_path, difficulty="oracle"))
+    with pytest.raises(ValueError, match=r"field 'strategies'\[1\] needs temperature, rule and n"):
+        load_policy(_policy(tmp_path, strategies=[{"temperature": 1, "rule": "maj", "n": 1}, {"rule": "maj"}]))
+    with pytest.raises(ValueError, match="3 strategies for 2 bins"):
+        load_policy(_policy(tmp_path, strategies=[{"temperature": 1, "rule": "maj", "n": 1}] * 3))
+    with pytest.raises(FileNotFoundError, match="no such policy file"):
+        load_policy(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("edge", [0.5, 1.5])
+def test_eval_policy_end_to_end(tmp_path, edge):
+    """The untrained tiny model's probes never agree (difficulty 1), so edge 0.5 sends every prompt to the hard bin
+    (another temperature: probes are extra) and edge 1.5 to the easy one (the probe temperature: probes reused)."""
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+
+    path = _policy(tmp_path, bin_edges=[edge])
+    out = tmp_path / "run"
+    args = ["eval", "--task", "arith", "--task-option", "size=30", "--model", "tiny", "--limit", "12",
+            "--max-new-tokens", "10", "--out", str(out), "--policy", str(path), "--verifier", "agreement"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "probing: 3 samples per prompt at T=1" in result.output
+    results = [json.loads(line) for line in (out / "policy" / "results.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "policy" / "summary.json").read_text())
+    assert len(results) == summary["prompts"] == 12
+
+    # The difficulty each prompt was binned by is the one plan computes from the same probe samples.
+    store = SampleStore(out)
+    probes = store.scored(temperature=1.0)
+    expected = planner.difficulty({1.0: probes}, "predicted", "agreement", probe=(1.0, 3))
+    got = {r["prompt_id"]: r["difficulty"] for r in results}
+    np.testing.assert_allclose([got[pid] for pid in probes.prompt_ids], expected)
+
+    # Cost: probes are the first samples of a bin at the probe temperature, extra samples elsewhere.
+    table = store.read()
+    rows = Counter(zip(table.column("prompt_id").to_pylist(), table.column("temperature").to_pylist()))
+    for r in results:
+        easy = r["difficulty"] < edge
+        assert easy == (edge == 1.5)
+        assert r["strategy"] == ("maj@5 T=1" if easy else "maj@2 T=0.5")
+        assert r["samples"] == (5 if easy else 3 + 2)
+        assert rows[(r["prompt_id"], 1.0)] == (5 if easy else 3)
+        assert rows[(r["prompt_id"], 0.5)] == (0 if easy else 2)
+    assert summary["mean_samples"] == pytest.approx(np.mean([r["samples"] for r in results]))
+
+    # Running it again samples nothing new and gives the same results.
+    again = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line) for line in (out / "policy" / "results.jsonl").read_text().splitlines()] == results
+
+
+def test_eval_policy_needs_the_policy_verifier(tmp_path):
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--task", "arith", "--model", "tiny", "--limit", "2", "--out",
+                                      str(tmp_path / "r"), "--policy", str(_policy(tmp_path, verifier="orm")),
+                                      "--verifier", "agreement"], env={"COLUMNS": "160"})
+    assert result.exit_code != 0
+    assert "verifier 'orm'" in result.output and "--verifier" in result.output
