@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +35,7 @@ def _user_errors(console: Console):
     """Bad input (a store, a task, an option) ends the command with its message and exit status 2."""
     try:
         yield
-    except (StoreError, FileNotFoundError, ValueError) as exc:
+    except (StoreError, FileNotFoundError, ValueError, ImportError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
 
@@ -56,13 +58,14 @@ def report(run: Path = typer.Argument(..., help="Run folder holding a sample sto
     _show_report(result, console)
 
 
-def _sample_with_progress(config: SampleConfig, console: Console) -> dict:
+def _sample_with_progress(config: SampleConfig, console: Console, only: set[str] | None = None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         job = bar.add_task("sampling", total=None)
-        summary = sample_run(config, progress=lambda done, total: bar.update(job, completed=done, total=total))
+        summary = sample_run(config, progress=lambda done, total: bar.update(job, completed=done, total=total),
+                             only=only)
     rate = summary["rows_written"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
     console.print(f"{summary['run']}: {summary['rows_written']} new samples in {summary['seconds']:.1f} s "
                   f"({rate:.1f} samples/s); {summary['prompts']} prompts x n={config.n} x "
@@ -79,20 +82,74 @@ def sample(config: SampleConfig = None) -> None:
         _sample_with_progress(config, console)
 
 
+def _cluster(config: SampleConfig):
+    """The Ray session an --executor ray command shares between sampling and scoring (nothing for local)."""
+    if config.executor != "ray":
+        return contextlib.nullcontext()
+    from infertune.ray_executor import RaySession
+
+    return RaySession(config.ray_address, config.ray_cpus)
+
+
+def _apply_policy(config: EvalRunConfig, console: Console, task, verifiers, score) -> None:
+    from rich.table import Table
+
+    from infertune.policy import load_policy, run_policy
+
+    policy = load_policy(config.policy)
+    if policy.verifier not in {v.name for v in verifiers}:
+        raise ValueError(f"{config.policy}: the policy predicts difficulty and selects with verifier "
+                         f"{policy.verifier!r}; add it with --verifier (have {[v.name for v in verifiers]})")
+    if policy.task is not None and policy.task != task.name:
+        console.print(f"[yellow]note:[/yellow] the policy was planned on {policy.task}, applied to {task.name}")
+
+    def sample(cfg, only):
+        return _sample_with_progress(cfg, console, only=only)["task"]
+
+    summary = run_policy(config, policy, sample=sample, score=score, log=console.print)
+    table = Table(title=f"policy {config.policy} on {summary['prompts']} prompts", title_justify="left")
+    for column in ("strategy", "prompts", "accuracy"):
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for label, row in sorted(summary["per_strategy"].items()):
+        table.add_row(label, str(row["prompts"]), f"{row['accuracy']:.3f}")
+    console.print(table)
+    planned = summary["planned_accuracy"]
+    console.print(f"accuracy {summary['accuracy']:.3f} with {summary['mean_samples']:.2f} samples per prompt "
+                  f"(probes included; the plan's budget was {summary['policy_budget']:g} without probes"
+                  + (f", its cross-validated accuracy {planned:.3f}" if planned is not None else "") + ")")
+    console.print(f"wrote {config.run_dir() / 'policy' / 'results.jsonl'} and summary.json")
+
+
 @app.command("eval")
 @with_config(EvalRunConfig)
 def eval_command(config: EvalRunConfig = None) -> None:
     """Sample, score and report: the whole inference-scaling curve of a model on a task. Resumable."""
     console = _console()
-    with _user_errors(console):
-        summary = _sample_with_progress(config, console)
-        store = SampleStore(config.run_dir())
-        task = summary["task"]
+    with _user_errors(console), _cluster(config):
+        from infertune.tasks import load
+        from infertune.scoring import parse_options
+
+        task = load(config.task, **parse_options(config.task_option))
         verifiers = [build_verifier(spec, task) for spec in config.verifier]
-        with console.status("scoring") as status:
-            scored = score_store(store, task, verifiers, progress=lambda m: status.update(f"scoring: {m}"))
-        if scored["rows_scored"]:
-            console.print(f"scored {scored['rows_scored']} samples: mean reward {scored['mean_reward']:.3f}")
+        store = SampleStore(config.run_dir())
+        rewards_fn = None
+        if config.executor == "ray":
+            from infertune.ray_executor import ray_rewards
+
+            rewards_fn = functools.partial(ray_rewards, task)
+
+        def score() -> None:
+            with console.status("scoring") as status:
+                scored = score_store(store, task, verifiers, progress=lambda m: status.update(f"scoring: {m}"),
+                                     rewards_fn=rewards_fn)
+            if scored["rows_scored"]:
+                console.print(f"scored {scored['rows_scored']} samples: mean reward {scored['mean_reward']:.3f}")
+
+        if config.policy:
+            _apply_policy(config, console, task, verifiers, score)
+            return
+        _sample_with_progress(config, console)
+        score()
         with console.status("estimating curves"):
             result = build_report(store.path, ReportConfig(bootstrap=config.bootstrap, seed=config.seed))
     _show_report(result, console)
@@ -158,9 +215,9 @@ def plan_command(run: Path = typer.Argument(..., help="Run folder holding scored
                       b["label"], f"{b['accuracy']:.3f}" if b["accuracy"] is not None else "-",
                       f"{b['uniform_accuracy']:.3f}" if b["uniform_accuracy"] is not None else "-")
     console.print(table)
-    match = (f"uniform Best-of-N needs N={p.uniform_budget_to_match} to match it: efficiency ratio "
+    match = (f"uniform selection needs N={p.uniform_budget_to_match} to match it: efficiency ratio "
              f"{p.efficiency_ratio:.2f}" if p.efficiency_ratio is not None else
-             f"uniform Best-of-N does not match it with any N <= {result['n']} (efficiency ratio above "
+             f"uniform selection does not match it with any N <= {result['n']} (efficiency ratio above "
              f"{result['n'] / config.budget:.1f})")
     console.print(f"cross-validated accuracy: adaptive {p.adaptive_accuracy:.3f} vs uniform {p.uniform_strategy} "
                   f"{p.uniform_accuracy:.3f}; {match}")

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from infertune.models.base import SamplingParams
 from infertune.scoring import parse_options
@@ -45,6 +45,15 @@ class SampleConfig:
     chat: str = field(default="auto", metadata={"help": "Format prompts with the model's chat template: auto "
                                                         "(when it has one), yes, or no."})
     batch_prompts: int = field(default=8, metadata={"help": "Prompts per sampler call and per store shard."})
+    executor: str = field(default="local", metadata={
+        "help": "local (this process) or ray (sampler actors and verification tasks on a Ray cluster; needs "
+                "infertune[ray])."})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "Ray cluster to join, e.g. ray://head:10001 or auto; default: start a local one."})
+    ray_workers: int | None = field(default=None, metadata={
+        "help": "Sampler actors (default: one per GPU, or one per node without GPUs)."})
+    ray_cpus: int | None = field(default=None, metadata={
+        "help": "CPUs of the local Ray cluster that --executor ray starts (default: all)."})
 
     def __post_init__(self) -> None:
         if self.chat not in ("auto", "yes", "no"):
@@ -55,6 +64,10 @@ class SampleConfig:
             raise ValueError("temperatures must be a non-empty list of numbers >= 0")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be at least 1")
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be local or ray, got {self.executor!r}")
+        if self.ray_workers is not None and self.ray_workers < 1:
+            raise ValueError("ray_workers must be at least 1")
 
     def run_dir(self) -> Path:
         if self.out:
@@ -70,6 +83,9 @@ class EvalRunConfig(SampleConfig):
     verifier: list[str] = field(default_factory=lambda: ["agreement"], metadata={
         "help": "Verifier columns to add, repeatable: oracle, agreement, rm=PATH, confidence=PATH, p_true=PATH."})
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples of prompts for the intervals."})
+    policy: str | None = field(default=None, metadata={
+        "help": "Apply a test-time policy (plan's policy.json) instead of sampling n: probe each prompt, predict "
+                "its difficulty, then sample and select by its bin's strategy."})
 
 
 def _missing(done: dict, problems: list[Problem], temperature: float, n: int) -> dict[int, list[Problem]]:
@@ -83,10 +99,79 @@ def _missing(done: dict, problems: list[Problem], temperature: float, n: int) ->
     return groups
 
 
-def sample_run(config: SampleConfig, *, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Sample every missing (prompt, temperature, index) into the run's store; returns a summary."""
+class SamplingWorker:
+    """A loaded sampler that renders prompts (chat template or plain) and samples batches of them; the same object
+    runs in-process for the local executor and inside each Ray actor for the Ray executor."""
+
+    def __init__(self, model: str, *, backend: str = "auto", adapter: str | None = None,
+                 base_url: str | None = None, chat: str = "auto") -> None:
+        from infertune.models.loading import load_sampler
+
+        self.sampler, self.loaded = load_sampler(model, backend=backend, adapter=adapter, base_url=base_url,
+                                                 chat=False)
+        self.use_chat = chat == "yes"
+        if chat == "auto":
+            self.use_chat = bool(self.loaded is not None and self.loaded.has_chat_template)
+        if self.use_chat and self.loaded is not None:
+            self.sampler.add_special_tokens = False
+        elif self.use_chat and base_url:
+            self.sampler.chat = True
+
+    def info(self) -> dict:
+        return {"chat_template": self.use_chat}
+
+    def render(self, problem: Problem) -> str:
+        if self.use_chat and self.loaded is not None:
+            return self.loaded.tokenizer.apply_chat_template(problem.chat(), tokenize=False,
+                                                             add_generation_prompt=True)
+        return problem.prompt
+
+    def run(self, batch: list[Problem], params: SamplingParams) -> tuple[list, float]:
+        """[(rendered prompt, completions)] for each problem, and the seconds the sampler took."""
+        texts = [self.render(p) for p in batch]
+        t0 = time.perf_counter()
+        outputs = self.sampler.sample(texts, params)
+        return list(zip(texts, outputs)), time.perf_counter() - t0
+
+
+class LocalExecutor:
+    """Samples the batches one after the other in this process."""
+
+    def __init__(self, config: SampleConfig) -> None:
+        self.worker = SamplingWorker(config.model, backend=config.backend, adapter=config.adapter,
+                                     base_url=config.base_url, chat=config.chat)
+
+    def info(self) -> dict:
+        return self.worker.info()
+
+    def map(self, work: list[tuple[list[Problem], SamplingParams]]) -> Iterator[tuple[tuple, list, float]]:
+        for item in work:
+            rendered, seconds = self.worker.run(*item)
+            yield item, rendered, seconds
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _executor(config: SampleConfig):
+    if config.executor == "ray":
+        from infertune.ray_executor import RayExecutor
+
+        return RayExecutor(config)
+    return LocalExecutor(config)
+
+
+def sample_run(config: SampleConfig, *, progress: Callable[[int, int], None] | None = None,
+               only: set[str] | None = None) -> dict:
+    """Sample every missing (prompt, temperature, index) into the run's store; returns a summary. ``only`` restricts
+    the run to those prompt ids (of the first ``limit`` problems)."""
     task = load(config.task, **parse_options(config.task_option))
     problems = task.problems()[: config.limit] if config.limit else task.problems()
+    if only is not None:
+        problems = [p for p in problems if p.id in only]
     store = SampleStore(config.run_dir())
     recorded = store.meta()
     identity = {"task_spec": task.spec(), "model": config.model, "adapter": config.adapter}
@@ -94,26 +179,13 @@ def sample_run(config: SampleConfig, *, progress: Callable[[int, int], None] | N
         if key in recorded and recorded[key] != value:
             raise StoreError(f"{store.path}: this run was sampled with {key}={recorded[key]!r}, not {value!r}; "
                              "use another --out")
-    from infertune.models.loading import load_sampler
-
-    use_chat = config.chat == "yes"
-    sampler, loaded = load_sampler(config.model, backend=config.backend, adapter=config.adapter,
-                                   base_url=config.base_url, chat=False)
-    if config.chat == "auto":
-        use_chat = bool(loaded is not None and loaded.has_chat_template)
-    if use_chat and loaded is not None:
-        sampler.add_special_tokens = False
-    elif use_chat and config.base_url:
-        sampler.chat = True
+    executor = _executor(config)
+    worker_info = executor.info()
+    use_chat = worker_info["chat_template"]
     store.init(**identity, sampler_settings={k: v for k, v in asdict(config).items()
                                              if k in ("n", "temperatures", "top_p", "max_new_tokens", "stop", "seed",
                                                       "chat", "backend")},
                chat_template=use_chat)
-
-    def render(p: Problem) -> str:
-        if use_chat and loaded is not None:
-            return loaded.tokenizer.apply_chat_template(p.chat(), tokenize=False, add_generation_prompt=True)
-        return p.prompt
 
     done: dict = defaultdict(set)
     for task_name, pid, temperature, index in store.keys():
@@ -123,24 +195,21 @@ def sample_run(config: SampleConfig, *, progress: Callable[[int, int], None] | N
     for temperature in config.temperatures:
         for first, group in sorted(_missing(done, problems, temperature, config.n).items()):
             for start in range(0, len(group), config.batch_prompts):
-                work.append((temperature, first, group[start : start + config.batch_prompts]))
-    total = sum(len(batch) for _, _, batch in work)
+                params = SamplingParams(n=config.n - first, temperature=temperature, top_p=config.top_p,
+                                        max_new_tokens=config.max_new_tokens, stop=list(config.stop),
+                                        seed=config.seed, start_index=first)
+                work.append((group[start : start + config.batch_prompts], params))
+    total = sum(len(batch) for batch, _ in work)
     written = 0
     started = time.perf_counter()
-    with store.writer(flush_rows=10**9, flush_seconds=float("inf")) as writer:
+    with executor, store.writer(flush_rows=10**9, flush_seconds=float("inf")) as writer:
         finished = 0
-        for temperature, first, batch in work:
-            params = SamplingParams(n=config.n - first, temperature=temperature, top_p=config.top_p,
-                                    max_new_tokens=config.max_new_tokens, stop=list(config.stop), seed=config.seed,
-                                    start_index=first)
-            texts = [render(p) for p in batch]
-            t0 = time.perf_counter()
-            outputs = sampler.sample(texts, params)
-            latency = (time.perf_counter() - t0) / max(1, len(batch) * params.n)
-            for p, text, completions in zip(batch, texts, outputs):
+        for (batch, params), rendered, seconds in executor.map(work):
+            latency = seconds / max(1, len(batch) * params.n)
+            for p, (text, completions) in zip(batch, rendered):
                 for c in completions:
                     written += writer.write(Sample(
-                        task=task.name, prompt_id=p.id, sample_index=c.index, temperature=float(temperature),
+                        task=task.name, prompt_id=p.id, sample_index=c.index, temperature=float(params.temperature),
                         prompt=text, completion=c.text, seed=config.seed, num_tokens=c.num_tokens,
                         logprob_sum=c.logprob_sum, status="ok" if c.finish_reason == "stop" else "length",
                         latency_s=latency))
