@@ -58,14 +58,15 @@ def report(run: Path = typer.Argument(..., help="Run folder holding a sample sto
     _show_report(result, console)
 
 
-def _sample_with_progress(config: SampleConfig, console: Console, only: set[str] | None = None) -> dict:
+def _sample_with_progress(config: SampleConfig, console: Console, only: set[str] | None = None,
+                          task=None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as bar:
         job = bar.add_task("sampling", total=None)
         summary = sample_run(config, progress=lambda done, total: bar.update(job, completed=done, total=total),
-                             only=only)
+                             only=only, task=task)
     rate = summary["rows_written"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
     console.print(f"{summary['run']}: {summary['rows_written']} new samples in {summary['seconds']:.1f} s "
                   f"({rate:.1f} samples/s); {summary['prompts']} prompts x n={config.n} x "
@@ -104,7 +105,7 @@ def _apply_policy(config: EvalRunConfig, console: Console, task, verifiers, scor
         console.print(f"[yellow]note:[/yellow] the policy was planned on {policy.task}, applied to {task.name}")
 
     def sample(cfg, only):
-        return _sample_with_progress(cfg, console, only=only)["task"]
+        return _sample_with_progress(cfg, console, only=only, task=task)["task"]
 
     summary = run_policy(config, policy, sample=sample, score=score, log=console.print)
     table = Table(title=f"policy {config.policy} on {summary['prompts']} prompts", title_justify="left")
@@ -148,7 +149,7 @@ def eval_command(config: EvalRunConfig = None) -> None:
         if config.policy:
             _apply_policy(config, console, task, verifiers, score)
             return
-        _sample_with_progress(config, console)
+        _sample_with_progress(config, console, task=task)
         score()
         with console.status("estimating curves"):
             result = build_report(store.path, ReportConfig(bootstrap=config.bootstrap, seed=config.seed))

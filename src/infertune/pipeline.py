@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 from infertune.models.base import SamplingParams
 from infertune.scoring import parse_options
 from infertune.store import Sample, SampleStore, StoreError
-from infertune.tasks import Problem, load
+from infertune.tasks import Problem, Task, load
 
 
 @dataclass
@@ -165,10 +165,10 @@ def _executor(config: SampleConfig):
 
 
 def sample_run(config: SampleConfig, *, progress: Callable[[int, int], None] | None = None,
-               only: set[str] | None = None) -> dict:
+               only: set[str] | None = None, task: Task | None = None) -> dict:
     """Sample every missing (prompt, temperature, index) into the run's store; returns a summary. ``only`` restricts
-    the run to those prompt ids (of the first ``limit`` problems)."""
-    task = load(config.task, **parse_options(config.task_option))
+    the run to those prompt ids (of the first ``limit`` problems); ``task`` is config.task already loaded."""
+    task = task or load(config.task, **parse_options(config.task_option))
     problems = task.problems()[: config.limit] if config.limit else task.problems()
     if only is not None:
         problems = [p for p in problems if p.id in only]
