@@ -12,7 +12,7 @@ import os
 import time
 
 from infertune import tasks
-from infertune.verify.sandbox import capabilities
+from infertune.tasks.grading.sandbox import capabilities
 
 
 def main() -> None:

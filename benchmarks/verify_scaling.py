@@ -18,7 +18,7 @@ import ray
 
 from infertune import tasks
 from infertune.ray_executor import ray_rewards
-from infertune.verify.sandbox import capabilities
+from infertune.tasks.grading.sandbox import capabilities
 
 
 def _warm(_: int) -> int:

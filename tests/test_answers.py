@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from infertune.verify.answers import as_number, call_with_timeout, equivalent, extract_answer, last_boxed
+from infertune.tasks.grading.answers import as_number, call_with_timeout, equivalent, extract_answer, last_boxed
 
 
 @pytest.mark.parametrize("text, expected", [

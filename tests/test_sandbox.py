@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from infertune.verify import sandbox
-from infertune.verify.sandbox import SandboxConfig, UID_BASE
+from infertune.tasks.grading import sandbox
+from infertune.tasks.grading.sandbox import SandboxConfig, UID_BASE
 
 ISOLATED = sandbox.capabilities()["separate_user"]
 needs_root = pytest.mark.skipif(not ISOLATED, reason="isolation needs root (CI runs as root)")

@@ -85,7 +85,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     """verl's reward-function signature. With ``extra_info`` naming an infertune task and problem (as
     ``verl_rows`` writes them), the task's own checker judges (unit tests in the sandbox, math-verify, ...);
     otherwise the completion's final answer is compared with ``ground_truth``."""
-    from infertune.verify.answers import equivalent, extract_answer
+    from infertune.tasks.grading.answers import equivalent, extract_answer
 
     info = extra_info or {}
     if "infertune_task" in info and "problem_id" in info:

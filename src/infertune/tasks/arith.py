@@ -157,7 +157,7 @@ class ArithTask(Task):
 
     def extract(self, completion: str) -> str | None:
         """The expression: inside \\boxed{} if present, else the completion's first line, without spaces."""
-        from infertune.verify.answers import last_boxed
+        from infertune.tasks.grading.answers import last_boxed
 
         text = last_boxed(completion) if "\\boxed" in completion else completion.strip().split("\n")[0]
         if text is None:

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from infertune.verify.answers import extract_answer
+from infertune.tasks.grading.answers import extract_answer
 
 
 @dataclass(frozen=True)

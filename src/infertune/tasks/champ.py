@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from infertune.tasks.base import Problem, Task, register
-from infertune.verify.answers import equivalent
+from infertune.tasks.grading.answers import equivalent
 
 INSTRUCTION = "Reason step by step, then put the final answer in \\boxed{}."
 _MARKED = re.compile(r"@@(.*?)@@")

@@ -10,7 +10,7 @@ import re
 from typing import Sequence
 
 from infertune.tasks.base import BatchTask, Problem, check_batch, register
-from infertune.verify.sandbox import SandboxConfig, run_many
+from infertune.tasks.grading.sandbox import SandboxConfig, run_many
 
 _FENCE = re.compile(r"```(?:python|py)?\n(.*?)```", re.DOTALL)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from infertune.tasks.base import Problem, Task, register
-from infertune.verify.answers import extract_answer
+from infertune.tasks.grading.answers import extract_answer
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 INSTRUCTION = "Give only your final answer inside <answer></answer> tags, for example <answer>42</answer>."

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from infertune.tasks.base import BatchTask, Problem, check_batch, register
-from infertune.verify.answers import equivalent
-from infertune.verify.sandbox import SandboxConfig, run_many
+from infertune.tasks.grading.answers import equivalent
+from infertune.tasks.grading.sandbox import SandboxConfig, run_many
 
 
 class DataError(ValueError):
