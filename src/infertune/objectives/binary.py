@@ -8,10 +8,9 @@ the time.
 
 from __future__ import annotations
 
-from infertune.objectives.registry import binom as comb
-
 import numpy as np
 
+from infertune.objectives.combinatorics import binom_ratio, log_binom
 from infertune.objectives.registry import check_inputs, register
 
 P_CLIP = (0.01, 0.99)
@@ -29,9 +28,10 @@ def _pick_probabilities(r: np.ndarray, k: int) -> tuple[float, float]:
     """P(a given correct sample is the pick of a random k-subset containing it or not), and the same for an
     incorrect sample (picked only from all-incorrect subsets, uniformly)."""
     n, c = r.size, int(r.sum())
-    total = comb(n, k)
-    correct = sum(comb(c - 1, j) * comb(n - c, k - 1 - j) / (j + 1) for j in range(k)) / total if c else 0.0
-    incorrect = comb(n - c - 1, k - 1) / total / k if c < n else 0.0
+    total = log_binom(n, k)
+    j = np.arange(k)
+    correct = float(np.sum(np.exp(log_binom(c - 1, j) + log_binom(n - c, k - 1 - j) - total) / (j + 1))) if c else 0.0
+    incorrect = float(np.exp(log_binom(n - c - 1, k - 1) - total)) / k if c < n else 0.0
     return correct, incorrect
 
 
@@ -66,10 +66,10 @@ def passk_chen(rewards, scores=None, answers=None, *, k: int = 1, normalize: boo
     r, _ = check_inputs(rewards, None, k, binary=True)
     n = r.size
     n_neg = int(n - r.sum())
-    mean = 1 - comb(n_neg, k) / comb(n, k)
+    mean = 1 - float(binom_ratio(n_neg, k, n, k))
     sigma = np.sqrt(mean * (1 - mean)) if normalize else 1.0
     if sigma == 0:
         return np.zeros(n)
     a_pos = (1 - mean) / sigma
-    a_neg = (1 - mean - (comb(n_neg - 1, k - 1) / comb(n - 1, k - 1) if n > 1 else 0.0)) / sigma
+    a_neg = (1 - mean - (float(binom_ratio(n_neg - 1, k - 1, n - 1, k - 1)) if n > 1 else 0.0)) / sigma
     return np.where(r == 1, a_pos, a_neg) / n

@@ -2,15 +2,20 @@
 
 Convention: for an unbiased objective J, E[Σ_i w_i ∇log π(y_i|x)] = ∇J (per prompt), so e.g. RLOO's weights are
 (R_i − mean_{j≠i} R_j)/n. One training loop serves every objective: it ascends Σ_i w_i log π(y_i|x).
+
+Objectives that also learn from a reference (expert) answer (sft, dco, bon-sft) are registered here too, with
+``needs_reference``: their weight function takes the verifier's score of the reference as ``expert_score`` and
+returns n + 1 weights, the reference's first. ``draws_samples`` is False for plain SFT, which samples nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb
 from typing import Callable
 
 import numpy as np
+
+from infertune.registry import Registry
 
 WeightFn = Callable[..., np.ndarray]
 
@@ -22,32 +27,34 @@ class Objective:
     needs_scores: bool  # selects by a verifier score (falls back to the reward when none is given)
     unbiased_for: str  # what its expectation is, in words
     summary: str
+    needs_more_samples_than_k: bool = False  # its default baseline uses samples outside each k-subset
+    needs_reference: bool = False  # learns from the problem's reference answer too (weights: reference first)
+    draws_samples: bool = True  # False: nothing is sampled (plain SFT)
+    scales_reference_by_dco: bool = False  # the reference's weight is multiplied by DCO's factor at update time
 
 
-_OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
-def register(name: str, *, needs_scores: bool = False, unbiased_for: str, summary: str):
+def register(name: str, *, needs_scores: bool = False, unbiased_for: str, summary: str,
+             needs_more_samples_than_k: bool = False, needs_reference: bool = False, draws_samples: bool = True,
+             scales_reference_by_dco: bool = False):
     def decorate(fn: WeightFn) -> WeightFn:
-        _OBJECTIVES[name] = Objective(name, fn, needs_scores, unbiased_for, summary)
+        OBJECTIVES.register(name, Objective(name, fn, needs_scores, unbiased_for, summary, needs_more_samples_than_k,
+                                            needs_reference, draws_samples, scales_reference_by_dco))
         return fn
 
     return decorate
 
 
 def get(name: str) -> Objective:
-    if name not in _OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(_OBJECTIVES))}")
-    return _OBJECTIVES[name]
+    return OBJECTIVES.get(name)
 
 
-def names() -> list[str]:
-    return sorted(_OBJECTIVES)
-
-
-def binom(a: int, b: int) -> int:
-    """C(a, b), zero when b < 0 or b > a (also for a < 0), as in math.md."""
-    return comb(a, b) if 0 <= b <= a else 0
+def names(*, reference: bool | None = None) -> list[str]:
+    """Every objective's name; ``reference=False`` only those that learn from samples alone (what other engines'
+    advantage estimators can use), ``True`` only those that also need a reference answer."""
+    return [n for n, o in OBJECTIVES.items() if reference is None or o.needs_reference == reference]
 
 
 def check_inputs(rewards, scores=None, k: int | None = None, *, binary: bool = False):
@@ -71,6 +78,10 @@ def check_inputs(rewards, scores=None, k: int | None = None, *, binary: bool = F
 
 
 def sample_weights(name: str, rewards, scores=None, answers=None, *, k: int = 1, **options) -> np.ndarray:
-    """Per-sample weights of objective ``name`` for one prompt's n samples; shape (n,)."""
+    """Per-sample weights of objective ``name`` for one prompt's n samples; shape (n,), or (n + 1,) with the
+    reference's weight first for objectives that need a reference (pass ``expert_score=``)."""
     objective = get(name)
+    if objective.needs_reference and "expert_score" not in options:
+        raise ValueError(f"objective {name!r} learns from a reference answer: pass expert_score= (the verifier's "
+                         "score of the reference)")
     return objective.fn(rewards, scores, answers, k=k, **options)
