@@ -64,3 +64,29 @@ def maj(answers, rewards, k):
 def weighted_maj(answers, scores, rewards, k, aggregate="sum"):
     fn = (lambda idx: sum(scores[i] for i in idx)) if aggregate == "sum" else (lambda idx: max(scores[i] for i in idx))
     return _vote(answers, rewards, k, fn)
+
+
+def weighted_max_outcome(answers, scores, rewards, subset):
+    """Reward of weighted majority by max score on one subset (ties between answers averaged)."""
+    value = answer_value(answers, rewards)
+    best: dict = {}
+    for i in subset:
+        if answers[i] is not None:
+            best[answers[i]] = max(best.get(answers[i], float("-inf")), scores[i])
+    if not best:
+        return 0.0
+    top = max(best.values())
+    tied = [a for a, w in best.items() if w >= top - TOL * max(abs(top), 1.0)]
+    return sum(value[a] for a in tied) / len(tied)
+
+
+def monte_carlo_subsets(outcome, n, k, draws, seed):
+    """Mean and standard error of ``outcome(subset)`` over uniformly random k-subsets of range(n), drawn here
+    independently of any estimator under test."""
+    import random
+
+    rng = random.Random(seed)
+    values = [outcome(rng.sample(range(n), k)) for _ in range(draws)]
+    mean = sum(values) / draws
+    var = sum((v - mean) ** 2 for v in values) / (draws - 1)
+    return mean, (var / draws) ** 0.5

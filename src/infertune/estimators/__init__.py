@@ -5,6 +5,7 @@ Inputs are arrays of shape [prompts, n]; point functions return per-prompt value
 """
 
 from infertune.estimators.bootstrap import Interval, bootstrap_mean
+from infertune.estimators.method_level import method_difference, method_interval
 from infertune.estimators.inputs import EncodedAnswers, encode_answers
 from infertune.estimators.ranked import bon_at_k, bon_curve, pass_at_k, pass_curve, rank_weights
 from infertune.estimators.vote import Estimate, maj_at_k, maj_curve, weighted_maj_at_k, weighted_maj_curve
@@ -19,6 +20,8 @@ __all__ = [
     "encode_answers",
     "maj_at_k",
     "maj_curve",
+    "method_difference",
+    "method_interval",
     "pass_at_k",
     "pass_curve",
     "rank_weights",
