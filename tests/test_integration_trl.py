@@ -92,3 +92,33 @@ def test_trl_trainer_uses_infertune_advantages(tmp_path, objective):
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters())), "the model did not train"
     logged = np.sort(np.array(list(trainer._logs["advantages"]))[-8:])
     np.testing.assert_allclose(logged, np.sort(seen[-1][2].numpy()), atol=1e-6)
+
+
+def test_the_warning_says_what_each_loss_type_does():
+    """Only grpo and sapo divide each sequence by its own length; dapo (TRL's default) divides by one token count
+    per generation batch, bnpo per micro-batch; dr_grpo is a constant; more than one iteration is off-policy."""
+    from infertune.integrations.trl import loss_type_warning
+
+    assert loss_type_warning("dr_grpo", 1) is None
+    assert "1/length" in loss_type_warning("grpo", 1) and "1/length" in loss_type_warning("sapo", 1)
+    dapo = loss_type_warning("dapo", 1)
+    assert "batch-level factor" in dapo and "1/length" not in dapo
+    assert loss_type_warning("luspo", 1) is None
+    assert "micro-batch" in loss_type_warning("bnpo", 1) and "1/length" not in loss_type_warning("bnpo", 1)
+    assert "off-policy" in loss_type_warning("dr_grpo", 2)
+
+
+def test_the_warning_names_reuse_and_sampling_that_bias_the_estimate():
+    from types import SimpleNamespace
+
+    from infertune.integrations.trl import loss_type_warning
+
+    plain = SimpleNamespace(steps_per_generation=None, gradient_accumulation_steps=1, top_p=1.0, top_k=0, min_p=None,
+                            repetition_penalty=1.0, generation_kwargs=None, mask_truncated_completions=False)
+    assert loss_type_warning("dr_grpo", 1, plain) is None
+    reuse = SimpleNamespace(**{**vars(plain), "steps_per_generation": 4})
+    assert "off-policy" in loss_type_warning("dr_grpo", 1, reuse)
+    nucleus = SimpleNamespace(**{**vars(plain), "top_p": 0.9})
+    assert "top_p=0.9" in loss_type_warning("dr_grpo", 1, nucleus)
+    masked = SimpleNamespace(**{**vars(plain), "mask_truncated_completions": True})
+    assert "truncated" in loss_type_warning("dr_grpo", 1, masked)

@@ -31,14 +31,18 @@ def test_every_objective_is_registered_with_verl():
     from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
     from infertune.integrations.verl import REGISTERED_K, estimator_name, register
-    from infertune.objectives import names
+    from infertune.objectives import get, names
 
     register()
     assert register() == []  # idempotent: the second call adds nothing and does not raise
-    for objective in names():
-        for k in (None, *REGISTERED_K):
-            fn = get_adv_estimator_fn(estimator_name(objective, k))
-            assert callable(fn)
+    for objective in names(reference=False):
+        for k in REGISTERED_K:
+            assert callable(get_adv_estimator_fn(estimator_name(objective, k)))
+        if get(objective).needs_more_samples_than_k:  # k = group size leaves nothing outside the subset
+            with pytest.raises(ValueError):
+                get_adv_estimator_fn(estimator_name(objective))
+        else:
+            assert callable(get_adv_estimator_fn(estimator_name(objective)))
 
 
 @pytest.mark.parametrize("objective,k", [("bon-exact", 2), ("rloo", None), ("bon-rlb", 4), ("passk-chen", 2)])

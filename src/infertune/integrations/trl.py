@@ -9,9 +9,29 @@ one argument::
 
 TRL computes rewards and its own group-normalised advantages inside ``_generate_and_score_completions``; this
 subclass lets TRL do everything else (generation, reference model, clipping, logging) and replaces the advantages
-with A_i = n·w_i of the chosen objective (see ``infertune.integrations.advantages``). Those are an unbiased
-estimator's weights only when TRL's loss sums token log-probs per sequence with a constant normaliser: use
-``loss_type="dr_grpo"``; TRL's per-token averaging losses (``dapo``, ``grpo``, ``bnpo``) reweight samples by length.
+with A_i = n·w_i of the chosen objective (see ``infertune.integrations.advantages``).
+
+Those advantages give an unbiased estimate of the objective's gradient only if TRL's loss sums each sequence's token
+log-probabilities and divides by a constant, only for on-policy updates, and only if TRL samples from the tempered
+distribution it scores. What each TRL loss type does:
+
+- ``dr_grpo``: divides by (sequences × max_completion_length), a constant: unbiased, up to a fixed scale. Use it.
+  ``luspo`` (token sums per sequence, averaged over the micro-batch's sequences) is also unbiased.
+- ``dapo`` (TRL's default), ``cispo``, ``vespo``: divide by the total token count of the generation batch, one
+  number for every sequence of a batch, so each update is the objective's estimate times a batch-level factor. That
+  factor depends on the sampled lengths, which correlate with the estimate, so it is not exactly unbiased either (a
+  bias that shrinks as batches grow); cispo and vespo also change the loss's form.
+- ``bnpo``: divides by the token count of each micro-batch, so sequences in different micro-batches get different
+  weights.
+- ``grpo`` and ``sapo``: divide each sequence by its own length, which reweights samples by 1/length and changes the
+  direction of the update.
+
+On-policy means each generation batch drives one optimizer update of the policy that sampled it:
+``num_iterations=1`` and ``steps_per_generation`` no larger than ``gradient_accumulation_steps``. Otherwise later
+updates follow samples of an older policy through TRL's clipped importance ratio, which does not keep the estimate
+unbiased. TRL scores tokens with the logits divided by its ``temperature``; that is the distribution it sampled
+from only with ``top_p=1``, ``top_k=0``, no ``min_p``, ``repetition_penalty=1`` and no ``generation_kwargs`` that
+change sampling. ``mask_truncated_completions=True`` drops truncated samples, which biases the estimate too.
 Requires the optional extra ``infertune[trl]``.
 """
 
@@ -33,6 +53,48 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ImportError("infertune.integrations.trl needs TRL: pip install 'infertune[trl]'") from exc
 
 
+LOSS_TYPE_NOTES = {
+    "dapo": "divides by the generation batch's total token count: a batch-level factor that depends on the sampled "
+            "lengths multiplies the estimate (not exactly unbiased; the bias shrinks with the batch size)",
+    "cispo": "divides by the generation batch's total token count and clips importance weights: a batch-level factor "
+             "that depends on the sampled lengths multiplies the estimate",
+    "vespo": "divides by the generation batch's total token count and reweights by its own gamma weights",
+    "bnpo": "divides by each micro-batch's token count: sequences in different micro-batches get different weights",
+    "grpo": "divides each sequence by its own length: samples are reweighted by 1/length, which changes the direction",
+    "sapo": "divides each sequence by its own length (and gates it softly): samples are reweighted by 1/length",
+}
+
+
+def loss_type_warning(loss_type: str, num_iterations: int, args=None) -> str | None:
+    """What keeps TRL's update from being the objective's unbiased gradient estimate, in words; None when nothing.
+    ``args`` (a GRPOConfig) adds the checks on reuse of generation batches and on how TRL samples."""
+    problems = []
+    if loss_type in LOSS_TYPE_NOTES:
+        problems.append(f"loss_type={loss_type!r} {LOSS_TYPE_NOTES[loss_type]}; loss_type='dr_grpo' keeps the "
+                        "objective's gradient estimate unbiased")
+    if num_iterations > 1:
+        problems.append(f"num_iterations={num_iterations} reuses each generation batch for several updates: those "
+                        "after the first are off-policy, and TRL's clipped importance ratio does not keep the "
+                        "estimate unbiased; use num_iterations=1")
+    if args is not None:
+        steps = getattr(args, "steps_per_generation", None)
+        accumulation = getattr(args, "gradient_accumulation_steps", 1)
+        if steps is not None and steps > accumulation:
+            problems.append(f"steps_per_generation={steps} > gradient_accumulation_steps={accumulation}: one "
+                            "generation batch drives several optimizer steps, the later ones off-policy")
+        changed = [f"{name}={getattr(args, name)!r}" for name, plain in
+                   (("top_p", 1.0), ("top_k", 0), ("min_p", None), ("repetition_penalty", 1.0))
+                   if getattr(args, name, plain) not in (plain, None if plain == 0 else plain)]
+        if getattr(args, "generation_kwargs", None):
+            changed.append("generation_kwargs")
+        if changed:
+            problems.append(f"{', '.join(changed)} sample from another distribution than the tempered one TRL "
+                            "scores, which biases the estimate")
+        if getattr(args, "mask_truncated_completions", False):
+            problems.append("mask_truncated_completions=True drops truncated samples, which biases the estimate")
+    return "; ".join(problems) or None
+
+
 class InfertuneGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose advantages are ``objective``'s (rloo, bon-exact, bon-rlb, passk-chen, ...).
 
@@ -44,13 +106,15 @@ class InfertuneGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, objective: str = "bon-exact", k: int | None = None,
                  verifier_func: Callable[..., list[float]] | None = None, **kwargs: Any) -> None:
-        get(objective)  # fail on an unknown name before TRL loads anything
         if k is not None and k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        if get(objective).needs_more_samples_than_k and k is None:  # also fails on an unknown name, before TRL loads
+            raise ValueError(f"{objective} needs k below the group size (its baseline is the mean reward of the "
+                             "samples outside each k-subset); pass k=")
         super().__init__(*args, **kwargs)
-        if self.loss_type != "dr_grpo":
-            warnings.warn(f"loss_type={self.loss_type!r} averages over tokens, which weights samples by length; "
-                          "loss_type='dr_grpo' keeps the objective's gradient estimator unbiased", stacklevel=2)
+        message = loss_type_warning(self.loss_type, int(getattr(self.args, "num_iterations", 1)), self.args)
+        if message:
+            warnings.warn(message, stacklevel=2)
         self.objective = objective
         self.objective_k = k
         self.verifier_func = verifier_func

@@ -2,7 +2,8 @@
 
 verl looks advantage estimators up by name in its own registry (``verl.trainer.ppo.core_algos``), inside the Ray
 process that runs its trainer. ``register()`` adds, for each objective, ``infertune_<objective>`` (k = the group
-size, ``actor_rollout_ref.rollout.n``) and ``infertune_<objective>_k<K>`` for K in 1, 2, 4, ..., 64. A verl user
+size, ``actor_rollout_ref.rollout.n``; not for bon-rl-v/-s, whose baseline needs samples outside each k-subset) and
+``infertune_<objective>_k<K>`` for K in 1, 2, 4, ..., 64. A verl user
 has every Ray worker call it at start-up and picks one by name::
 
     +ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=infertune.integrations.verl.register
@@ -11,8 +12,15 @@ has every Ray worker call it at start-up and picks one by name::
     reward.custom_reward_function.name=compute_score
     actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum
 
-The last line makes verl's loss sum token log-probs per sequence, which is what keeps A_i = n·w_i an unbiased
-estimator's weights (verl's default token-mean weights samples by length). verl hands an advantage estimator only
+The last line makes verl's loss sum token log-probs per sequence and average over the batch's sequences, which is
+what keeps A_i = n·w_i an unbiased estimator's weights (``token-sum`` and ``seq-mean-token-sum-norm`` divide by
+constants too). verl's default ``token-mean`` divides by the batch's total token count instead: one number per batch,
+but one that depends on the sampled lengths, which correlate with the estimate, so it is not exactly unbiased (a bias
+that shrinks as batches grow); ``seq-mean-token-mean`` divides each sequence by its own length, which reweights
+samples by 1/length.
+Unbiasedness also needs on-policy updates: one PPO epoch (``actor_rollout_ref.actor.ppo_epochs=1``) and one
+mini-batch per generation batch (``ppo_mini_batch_size`` equal to the data batch size); reused samples are
+off-policy, and PPO's clipped ratio does not correct them exactly. verl hands an advantage estimator only
 the rewards and the prompt ids, so objectives that select by a verifier (bon-exact, bon-rl-v) select by the reward
 there: bon-exact then trains for pass@k. Use ``infertune train`` or the TRL integration to select by a separate
 verifier. Requires verl (``pip install --no-deps verl``; see docs/scaling.md).
@@ -27,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from infertune.integrations.advantages import group_advantages
-from infertune.objectives import names
+from infertune.objectives import get, names
 
 PREFIX = "infertune_"
 REGISTERED_K = (1, 2, 4, 8, 16, 32, 64)
@@ -63,8 +71,10 @@ def register(ks: tuple[int, ...] = REGISTERED_K) -> list[str]:
     except ImportError as exc:
         raise ImportError("infertune.integrations.verl needs verl; see docs/scaling.md for how to install it") from exc
     added = []
-    for objective in names():
-        for k in (None, *ks):
+    for objective in names(reference=False):
+        # k = the group size leaves no sample outside a Best-of-k subset, which bon-rl-v/-s's baseline needs.
+        group_size_ok = not get(objective).needs_more_samples_than_k
+        for k in ((None,) if group_size_ok else ()) + tuple(ks):
             name = estimator_name(objective, k)
             if name not in ADV_ESTIMATOR_REGISTRY:
                 register_adv_est(name)(make_estimator(objective, k))
