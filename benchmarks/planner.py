@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from infertune.demo import TASK_OPTIONS, DemoConfig, _load, base_model, fit_verifier, sample_problems
-from infertune.planner import PlanConfig, plan_run
+from infertune.demo.pipeline import TASK_OPTIONS, DemoConfig, _load, base_model, fit_verifier, sample_problems
+from infertune.planning import PlanConfig, plan_run
 from infertune.store import Sample, SampleStore
 from infertune.tasks import load
-from infertune.train import split_problems
+from infertune.tasks.splits import split_problems
 
 
 def main() -> None:
@@ -61,14 +61,15 @@ def main() -> None:
     results = {}
     for kind in ("predicted", "oracle"):
         r = plan_run(store, PlanConfig(budget=args.budget, difficulty=kind, verifier="learned",
-                                       probe_samples=args.probe_samples))["plan"]
+                                       probe_samples=args.probe_samples)).result
         results[kind] = r
         print(f"{kind}: adaptive {r.adaptive_accuracy:.3f} vs uniform {r.uniform_strategy} {r.uniform_accuracy:.3f}; "
               f"uniform needs N={r.uniform_budget_to_match}; policy "
               + ", ".join(b["label"] for b in r.per_bin))
     predicted, oracle = results["predicted"], results["oracle"]
     print(json.dumps({
-        "efficiency_ratio": predicted.efficiency_ratio, "budget": args.budget,
+        "efficiency_ratio": predicted.efficiency_ratio, "efficiency_ratio_ci": predicted.efficiency_ratio_ci,
+        "adaptive_spend": round(predicted.adaptive_spend, 3), "budget": args.budget,
         "adaptive_accuracy": round(predicted.adaptive_accuracy, 4),
         "uniform_accuracy_at_budget": round(predicted.uniform_accuracy, 4),
         "uniform_budget_to_match": predicted.uniform_budget_to_match,

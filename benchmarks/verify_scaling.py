@@ -17,7 +17,7 @@ import time
 import ray
 
 from infertune import tasks
-from infertune.ray_executor import ray_rewards
+from infertune.executors.ray_cluster import ray_rewards
 from infertune.tasks.grading.sandbox import capabilities
 
 

@@ -1,4 +1,4 @@
-"""eval --policy: selection rules against brute force, policy-file errors, and applying a policy end to end with
+"""eval --plan: selection rules against brute force, plan-file errors, and applying a plan end to end with
 the difficulty computed exactly as plan computes it."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infertune import planner
-from infertune.planner import POLICY_FORMAT
-from infertune.policy import load_policy, selected_accuracy
+from infertune import planning as planner
+from infertune.planning import PLAN_FORMAT, load_plan
+from infertune.evaluation import selected_accuracy
 from infertune.store import SampleStore
 
 
@@ -48,38 +48,39 @@ def test_selected_accuracy_equals_brute_force(pairs, rule):
 
 
 def _policy(tmp_path, **overrides):
-    raw = {"format": POLICY_FORMAT, "difficulty": "predicted", "verifier": "agreement", "budget": 4,
+    raw = {"format": PLAN_FORMAT, "difficulty": "predicted", "verifier": "agreement", "budget": 4,
            "probe": {"temperature": 1.0, "samples": 3}, "bin_edges": [0.5],
            "strategies": [{"temperature": 1.0, "rule": "maj", "n": 5}, {"temperature": 0.5, "rule": "maj", "n": 2}],
            "task": "arith"}
     raw.update(overrides)
-    path = tmp_path / "policy.json"
+    path = tmp_path / "plan.json"
     path.write_text(json.dumps(raw))
     return path
 
 
-def test_policy_file_errors_name_the_file_and_field(tmp_path):
-    policy = load_policy(_policy(tmp_path))
+def test_plan_file_errors_name_the_file_and_field(tmp_path):
+    policy = load_plan(_policy(tmp_path))
     assert policy.probe_samples == 3 and [s.n for s in policy.strategies] == [5, 2]
-    with pytest.raises(ValueError, match=r"policy.json: missing field 'bin_edges'"):
+    with pytest.raises(ValueError, match=r"plan.json: missing field 'bin_edges'"):
         raw = json.loads(_policy(tmp_path).read_text())
         del raw["bin_edges"]
-        (tmp_path / "policy.json").write_text(json.dumps(raw))
-        load_policy(tmp_path / "policy.json")
+        (tmp_path / "plan.json").write_text(json.dumps(raw))
+        load_plan(tmp_path / "plan.json")
     with pytest.raises(ValueError, match=r"field 'difficulty' is 'oracle'"):
-        load_policy(_policy(tmp_path, difficulty="oracle"))
+        load_plan(_policy(tmp_path, difficulty="oracle"))
     with pytest.raises(ValueError, match=r"field 'strategies'\[1\] needs temperature, rule and n"):
-        load_policy(_policy(tmp_path, strategies=[{"temperature": 1, "rule": "maj", "n": 1}, {"rule": "maj"}]))
+        load_plan(_policy(tmp_path, strategies=[{"temperature": 1, "rule": "maj", "n": 1}, {"rule": "maj"}]))
     with pytest.raises(ValueError, match="3 strategies for 2 bins"):
-        load_policy(_policy(tmp_path, strategies=[{"temperature": 1, "rule": "maj", "n": 1}] * 3))
-    with pytest.raises(FileNotFoundError, match="no such policy file"):
-        load_policy(tmp_path / "missing.json")
+        load_plan(_policy(tmp_path, strategies=[{"temperature": 1, "rule": "maj", "n": 1}] * 3))
+    with pytest.raises(FileNotFoundError, match="no such plan file"):
+        load_plan(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize("edge", [0.5, 1.5])
-def test_eval_policy_end_to_end(tmp_path, edge):
+def test_eval_plan_end_to_end(tmp_path, edge):
     """The untrained tiny model's probes never agree (difficulty 1), so edge 0.5 sends every prompt to the hard bin
-    (another temperature: probes are extra) and edge 1.5 to the easy one (the probe temperature: probes reused)."""
+    (another temperature) and edge 1.5 to the easy one (the probe temperature). Either way the bin's N samples are
+    new ones after the probes (indices m .. m + N − 1), never the probes themselves."""
     from typer.testing import CliRunner
 
     from infertune.cli import app
@@ -87,12 +88,12 @@ def test_eval_policy_end_to_end(tmp_path, edge):
     path = _policy(tmp_path, bin_edges=[edge])
     out = tmp_path / "run"
     args = ["eval", "--task", "arith", "--task-option", "size=30", "--model", "tiny", "--limit", "12",
-            "--max-new-tokens", "10", "--out", str(out), "--policy", str(path), "--verifier", "agreement"]
+            "--max-new-tokens", "10", "--out", str(out), "--plan", str(path), "--verifier", "agreement"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "probing: 3 samples per prompt at T=1" in result.output
-    results = [json.loads(line) for line in (out / "policy" / "results.jsonl").read_text().splitlines()]
-    summary = json.loads((out / "policy" / "summary.json").read_text())
+    results = [json.loads(line) for line in (out / "applied-plan" / "results.jsonl").read_text().splitlines()]
+    summary = json.loads((out / "applied-plan" / "summary.json").read_text())
     assert len(results) == summary["prompts"] == 12
 
     # The difficulty each prompt was binned by is the one plan computes from the same probe samples.
@@ -102,31 +103,37 @@ def test_eval_policy_end_to_end(tmp_path, edge):
     got = {r["prompt_id"]: r["difficulty"] for r in results}
     np.testing.assert_allclose([got[pid] for pid in probes.prompt_ids], expected)
 
-    # Cost: probes are the first samples of a bin at the probe temperature, extra samples elsewhere.
+    # Cost: N + m everywhere; the bin's samples have indices 3 .. 3 + N − 1 at its temperature.
     table = store.read()
     rows = Counter(zip(table.column("prompt_id").to_pylist(), table.column("temperature").to_pylist()))
+    indices: dict = {}
+    for pid, t, i in zip(table.column("prompt_id").to_pylist(), table.column("temperature").to_pylist(),
+                         table.column("sample_index").to_pylist()):
+        indices.setdefault((pid, t), set()).add(i)
     for r in results:
         easy = r["difficulty"] < edge
         assert easy == (edge == 1.5)
         assert r["strategy"] == ("maj@5 T=1" if easy else "maj@2 T=0.5")
-        assert r["samples"] == (5 if easy else 3 + 2)
-        assert rows[(r["prompt_id"], 1.0)] == (5 if easy else 3)
+        assert r["samples"] == (5 + 3 if easy else 2 + 3)
+        assert rows[(r["prompt_id"], 1.0)] == (3 + 5 if easy else 3)
         assert rows[(r["prompt_id"], 0.5)] == (0 if easy else 2)
+        if not easy:
+            assert indices[(r["prompt_id"], 0.5)] == {3, 4}
     assert summary["mean_samples"] == pytest.approx(np.mean([r["samples"] for r in results]))
 
     # Running it again samples nothing new and gives the same results.
     again = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
     assert again.exit_code == 0, again.output
-    assert [json.loads(line) for line in (out / "policy" / "results.jsonl").read_text().splitlines()] == results
+    assert [json.loads(line) for line in (out / "applied-plan" / "results.jsonl").read_text().splitlines()] == results
 
 
-def test_eval_policy_needs_the_policy_verifier(tmp_path):
+def test_eval_plan_needs_the_plan_verifier(tmp_path):
     from typer.testing import CliRunner
 
     from infertune.cli import app
 
     result = CliRunner().invoke(app, ["eval", "--task", "arith", "--model", "tiny", "--limit", "2", "--out",
-                                      str(tmp_path / "r"), "--policy", str(_policy(tmp_path, verifier="orm")),
+                                      str(tmp_path / "r"), "--plan", str(_policy(tmp_path, verifier="orm")),
                                       "--verifier", "agreement"], env={"COLUMNS": "160"})
     assert result.exit_code != 0
     assert "verifier 'orm'" in result.output and "--verifier" in result.output

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infertune.cli import app
-from infertune.pipeline import SampleConfig, sample_run
+from infertune.sampling import SampleConfig, sample_run
 from infertune.store import KEY_COLUMNS, SampleStore, StoreError
 
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infertune import planner
-from infertune.planner import Strategy, StrategyTable, choose_per_bin, coscaling_fit, plan
+from infertune import planning as planner
+from infertune.planning import planner as plan_module
+from infertune.planning import Strategy, StrategyTable, choose_per_bin, coscaling_fit, plan
 from infertune.store import SampleStore
 from infertune.synthetic import SyntheticConfig, write_run
 
@@ -37,7 +38,7 @@ def test_choose_per_bin_equals_brute_force(bins, n_strategies, seed, budget):
 
 
 def _table(n_prompts=100, seed=0):
-    """Easy prompts are solved with 1 sample, hard ones need 8: a policy should spend samples on the hard ones."""
+    """Easy prompts are solved with 1 sample, hard ones need 8: a plan should spend samples on the hard ones."""
     rng = np.random.default_rng(seed)
     hardness = rng.random(n_prompts)
     strategies = [Strategy(1.0, "bon:v", n) for n in (1, 2, 4, 8)]
@@ -49,20 +50,20 @@ def _table(n_prompts=100, seed=0):
 def test_cross_validation_never_fits_on_a_prompts_own_fold(monkeypatch):
     table, hardness = _table()
     calls = []
-    real_fit = planner._fit
+    real_fit = plan_module._fit
 
     def recording_fit(table_, hardness_, train, *args):
         calls.append(set(train.tolist()))
         return real_fit(table_, hardness_, train, *args)
 
-    monkeypatch.setattr(planner, "_fit", recording_fit)
+    monkeypatch.setattr(plan_module, "_fit", recording_fit)
     folds = 5
     plan(table, hardness, budget=3, folds=folds, seed=7)
     fold_of = np.random.default_rng(7).permutation(len(hardness)) % folds
     for f, train in enumerate(calls[:folds]):
         assert not train & set(np.flatnonzero(fold_of == f).tolist())
         assert train | set(np.flatnonzero(fold_of == f).tolist()) == set(range(len(hardness)))
-    assert calls[-1] == set(range(len(hardness)))  # the saved policy is fitted on everything
+    assert calls[-1] == set(range(len(hardness)))  # the saved plan is fitted on everything
 
 
 def test_a_prompts_own_values_do_not_change_its_strategy():
@@ -77,13 +78,15 @@ def test_a_prompts_own_values_do_not_change_its_strategy():
     np.testing.assert_array_equal(again.assignments[target], base.assignments[target])
 
 
-def test_adaptive_policy_spends_on_hard_prompts_and_beats_uniform():
+def test_adaptive_plan_spends_on_hard_prompts_and_beats_uniform():
     table, hardness = _table(400)
     result = plan(table, hardness, budget=3, folds=5, seed=0)
-    ns = [s["n"] for s in result.policy["strategies"]]
+    ns = [s["n"] for s in result.spec["strategies"]]
     assert ns == sorted(ns) and ns[0] < ns[-1]  # harder bins get more samples
     assert result.adaptive_accuracy > result.uniform_accuracy
-    assert result.efficiency_ratio is None or result.efficiency_ratio > 1
+    assert isinstance(result.efficiency_ratio, float) and result.efficiency_ratio > 1
+    low, high = result.efficiency_ratio_ci
+    assert low <= result.efficiency_ratio <= high
 
 
 def test_coscaling_fit_recovers_a_known_law():
@@ -108,12 +111,12 @@ def test_plan_on_a_synthetic_run_end_to_end(tmp_path):
     assert {s.rule for s in table.strategies} == {"maj", "bon:orm", "bon:confidence", "wmaj:orm", "wmaj:confidence"}
     hardness = planner.difficulty(samples, "predicted", "orm")
     result = plan(table, hardness, budget=4, bins=3, folds=4)
-    assert 0 < result.adaptive_accuracy <= 1 and len(result.policy["strategies"]) == 3
+    assert 0 < result.adaptive_accuracy <= 1 and len(result.spec["strategies"]) == 3
     with pytest.raises(ValueError, match="below the cheapest"):
         plan(table, hardness, budget=0.5, bins=3, folds=4)
 
 
-def test_plan_command_prints_the_table_ratio_and_writes_the_policy(tmp_path):
+def test_plan_command_prints_the_table_ratio_and_writes_the_plan(tmp_path):
     import json
 
     from typer.testing import CliRunner
@@ -121,12 +124,58 @@ def test_plan_command_prints_the_table_ratio_and_writes_the_policy(tmp_path):
     from infertune.cli import app
 
     write_run(SampleStore(tmp_path), SyntheticConfig(prompts=100, n=16, temperatures=[0.5, 1.0], seed=4))
+    too_small = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--verifier", "orm"])
+    assert too_small.exit_code == 2 and "probe samples" in too_small.output
     result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--bins", "3", "--folds", "4",
-                                      "--verifier", "orm"], env={"COLUMNS": "160"})
+                                      "--verifier", "orm", "--probe-samples", "2"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "cross-validated accuracy: adaptive" in result.output and "co-scaling fit" in result.output
-    policy = json.loads((tmp_path / "plan" / "policy.json").read_text())
-    assert policy["difficulty"] == "predicted" and len(policy["strategies"]) == 3 and policy["verifier"] == "orm"
+    assert "2 probes at T=0.5 included" in result.output
+    spec = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    assert spec["difficulty"] == "predicted" and len(spec["strategies"]) == 3 and spec["verifier"] == "orm"
     assert (tmp_path / "plan" / "coscaling.png").exists()
     bad = CliRunner().invoke(app, ["plan", str(tmp_path), "--difficulty", "psychic"])
     assert bad.exit_code != 0
+
+
+def test_probe_samples_are_counted_in_the_budget_and_the_ratio():
+    """With predicted difficulty, m probe samples are drawn first and a bin's N samples after them: every strategy
+    costs N + m. The knapsack spends within the budget counted that way, and the efficiency ratio divides by what
+    the plan really drew, probes included."""
+    table, hardness = _table(400)
+    costs = planner.strategy_costs(table, (1.0, 2))
+    assert costs.tolist() == [3, 4, 6, 10]
+    free = plan(table, hardness, budget=6, folds=5, seed=0)
+    probed = plan(table, hardness, budget=6, folds=5, seed=0, probe=(1.0, 2))
+    assert free.adaptive_spend <= 6 + 1e-9 and probed.adaptive_spend <= 6 + 1e-9
+    spent = costs[probed.assignments].mean()
+    assert probed.adaptive_spend == pytest.approx(spent)
+    assert probed.efficiency_ratio == pytest.approx(probed.uniform_budget_to_match / spent)
+    assert probed.adaptive_accuracy <= free.adaptive_accuracy + 1e-12  # probes take budget away
+
+
+def test_strategies_are_valued_on_the_samples_after_the_probes(tmp_path):
+    """The probes decide a prompt's bin, so the strategy it gets is valued on its other samples (indices m..n−1),
+    which a plan applied to new prompts draws; valuing on the probes too would let the bin see the outcome."""
+    write_run(SampleStore(tmp_path), SyntheticConfig(prompts=40, n=12, temperatures=[1.0], seed=2))
+    samples = {1.0: SampleStore(tmp_path).scored(temperature=1.0)}
+    full = planner.strategy_table(samples)
+    after = planner.strategy_table(samples, skip=4)
+    assert max(s.n for s in after.strategies) == 8 and max(s.n for s in full.strategies) == 12
+    from infertune.evaluation import per_prompt_curves
+    from infertune.store import sample_columns
+
+    expected = per_prompt_curves(sample_columns(samples[1.0], 4), rules=["maj"])["maj"].values[:, 2]
+    column = next(i for i, s in enumerate(after.strategies) if s.rule == "maj" and s.n == 3)
+    np.testing.assert_allclose(after.values[:, column], expected)
+
+
+def test_budget_to_match_mixes_sample_counts_along_the_concave_envelope():
+    uniform = {1: 0.2, 2: 0.3, 4: 0.5, 8: 0.6}
+    assert planner.budget_to_match(uniform, 0.1) == 1.0
+    assert planner.budget_to_match(uniform, 0.25) == pytest.approx(1.5)
+    assert planner.budget_to_match(uniform, 0.45) == pytest.approx(3.5)
+    assert planner.budget_to_match(uniform, 0.7) is None
+    # Not concave: mixing N = 1 and N = 3 half and half reaches 0.6 at an average of 2 samples, cheaper than
+    # interpolating between neighbours (2.44).
+    assert planner.budget_to_match({1: 0.5, 2: 0.52, 3: 0.7}, 0.6) == pytest.approx(2.0)

@@ -11,7 +11,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray executor is tested where infertune[ray] is installed (CI does)")
 
-from infertune.pipeline import SampleConfig, sample_run  # noqa: E402
+from infertune.sampling import SampleConfig, sample_run  # noqa: E402
 from infertune.store import SampleStore  # noqa: E402
 
 # Columns that name the run or the moment, not the sample.
@@ -91,7 +91,7 @@ def test_killing_a_sampler_worker_loses_and_duplicates_nothing(tmp_path, cluster
 
 
 def test_ray_rewards_equal_local_rewards_for_sandboxed_code(cluster):
-    from infertune.ray_executor import ray_rewards
+    from infertune.executors.ray_cluster import ray_rewards
     from infertune.tasks import load
 
     task = load("humaneval")

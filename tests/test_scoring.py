@@ -6,7 +6,9 @@ from typer.testing import CliRunner
 
 from infertune import tasks
 from infertune.cli import app
-from infertune.scoring import ScoreConfig, build_verifier, parse_options, score_store, task_for_run
+from infertune.scoring import ScoreConfig, score_store, task_for_run
+from infertune.tasks import parse_options
+from infertune.verify import build_verifier
 from infertune.store import Sample, SampleStore, StoreError
 
 

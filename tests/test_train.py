@@ -61,19 +61,74 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(base_model, tmp_pat
         Trainer(_config(base_model, tmp_path / "resumed", lr=2e-4)).run()
 
 
-@pytest.mark.parametrize("objective, verifier", [("rloo", "reward"), ("grpo", "reward"), ("star", "reward"),
-                                                 ("bon-rl-v", "confidence"), ("bon-rlb", "reward"),
-                                                 ("bon-rlbp", "reward"), ("passk-chen", "reward"),
-                                                 ("bon-exact", "agreement"), ("sft", "reward"), ("dco", "reward"),
-                                                 ("bon-sft", "confidence")])
-def test_every_objective_takes_a_step(base_model, tmp_path, objective, verifier):
-    trainer = Trainer(_config(base_model, tmp_path, objective=objective, verifier=verifier, steps=1,
+@pytest.mark.parametrize("objective, verifier, k", [
+    ("rloo", "reward", 4), ("grpo", "reward", 4), ("dr-grpo", "reward", 4), ("star", "reward", 4),
+    ("bon-rl-v", "confidence", 4), ("bon-rl-s", "reward", 4), ("bon-rlb", "reward", 4), ("bon-rlbp", "reward", 4),
+    ("passk-chen", "reward", 4), ("bon-exact", "agreement", 4), ("tang-loo", "reward", 8), ("sft", "reward", 4),
+    ("dco", "reward", 4), ("bon-sft", "confidence", 4)])
+def test_every_objective_moves_the_weights_when_its_weights_are_not_zero(base_model, tmp_path, objective, verifier,
+                                                                        k):
+    trainer = Trainer(_config(base_model, tmp_path, objective=objective, verifier=verifier, k=k, steps=8,
                               checkpoint_every=0, kl_start=0.0, kl_end=0.0))
+    for _ in range(6):  # a batch where every sample got weight 0 (all wrong, say) moves nothing: draw another
+        batch = trainer.collect()
+        if any(w != 0 for w in batch.weights):
+            break
+        trainer.step += 1
+    assert any(w != 0 for w in batch.weights), f"{objective}: six batches with only zero weights"
     before = [p.detach().clone() for p in trainer.params]
-    row = trainer.run()[0]
-    assert np.isfinite(row["loss"]) and row["step"] == 1
-    moved = any(not torch.equal(a, p) for a, p in zip(before, trainer.params))
-    assert moved or row["sequences"] == 0
+    stats = trainer.update(batch)
+    assert np.isfinite(stats["loss"]) and stats["grad_norm"] > 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.params))
+
+
+def test_training_at_temperature_follows_the_score_of_the_tempered_policy(base_model, tmp_path):
+    """At T = 0.5 the update's gradient is −Σ w_i ∇ Σ_t log softmax(logits/T)[y_t], computed here independently;
+    before the fix the trainer used log softmax(logits), the score of a distribution it never sampled from."""
+    import copy
+
+    trainer = Trainer(_config(base_model, tmp_path, objective="rloo", k=1, temperature=0.5, grad_clip=0.0,
+                              kl_start=0.0, kl_end=0.0, checkpoint_every=0))
+    for _ in range(6):
+        batch = trainer.collect()
+        if any(w != 0 for w in batch.weights):
+            break
+        trainer.step += 1
+    assert any(w != 0 for w in batch.weights)
+    reference = copy.deepcopy(trainer.model).train()
+    loss = 0.0
+    for prompt, tokens, weight in zip(batch.prompts, batch.tokens, batch.weights):
+        ids = torch.tensor([prompt + tokens])
+        logits = reference(input_ids=ids).logits[0, :-1] / 0.5
+        lp = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0][len(prompt) - 1:]
+        loss = loss - weight * lp.sum()
+    loss.backward()
+    expected = [p.grad for p in reference.parameters() if p.requires_grad]
+    trainer.update(batch)
+    for got, want in zip(trainer.params, expected):
+        torch.testing.assert_close(got.grad, want, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        TrainConfig(temperature=0.0)
+
+
+def test_bon_sft_scores_the_expert_answer_with_the_verifier(base_model, tmp_path):
+    """Lemma 1 needs the verifier's score of the expert (reference) answer. The trainer once used the samples' best
+    score instead, which cancels the λ_N term: scores (0.1, 0.7, 0.3, 0.7) gave weights (0, −0.5, 0, −0.5)."""
+    calls = []
+
+    def verifier(problems, completions):
+        calls.append(len(completions))
+        if len(completions) == 1:  # the reference answer
+            assert completions[0].text == problems[0].reference
+            return np.array([0.9])
+        return np.tile([0.1, 0.7, 0.3, 0.7], len(completions) // 4)
+
+    trainer = Trainer(_config(base_model, tmp_path, objective="bon-sft", n=4, k=4, batch_prompts=1,
+                              kl_start=0.0, kl_end=0.0, checkpoint_every=0), verifier=verifier)
+    batch = trainer.collect()
+    assert calls == [4, 1]
+    assert batch.weights[0] == 1.0  # the expert sequence
+    np.testing.assert_allclose(batch.weights[1:], [0.0545, -0.4388, 0.0577, -0.4388], atol=5e-4)
 
 
 def test_lora_trains_only_the_adapters(base_model, tmp_path):

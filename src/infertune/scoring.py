@@ -6,7 +6,6 @@ verifier can be added to an old run. The store is rewritten atomically with the 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -15,38 +14,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from infertune.progress import NullProgress, Progress
 from infertune.store import SampleStore, StoreError, score_column
-from infertune.tasks import Task, load
-from infertune.verify.verifiers import MajorityAgreement, OracleVerifier, RewardModelVerifier, SelfConfidence, Verifier
+from infertune.tasks import Task, TaskSpec, load, parse_options
+from infertune.verify import build_verifier, compares_samples, describe_verifiers
+from infertune.verify.verifiers import Verifier
+
+VERIFIER_HELP = f"Verifier to add as a score column, repeatable: {describe_verifiers()}."
 
 
 @dataclass
-class ScoreConfig:
+class ScoreConfig(TaskSpec):
     """What to score in a run."""
 
     task: str | None = field(default=None, metadata={
         "help": "Task name (e.g. arith, humaneval, reasoning-gym:gsm_symbolic); default: the one the run recorded."})
     task_option: list[str] = field(default_factory=list, metadata={
         "help": "Task option as key=value (JSON values allowed), repeatable; default: the run's recorded options."})
-    verifier: list[str] = field(default_factory=lambda: ["agreement"], metadata={
-        "help": "Verifier to add as a score column, repeatable: oracle, agreement, rm=PATH (sequence classifier), "
-                "confidence=PATH or p_true=PATH (causal LM)."})
+    verifier: list[str] = field(default_factory=lambda: ["agreement"], metadata={"help": VERIFIER_HELP})
     rescore: bool = field(default=False, metadata={"help": "Score every row again, not only unscored ones."})
     workers: int | None = field(default=None, metadata={"help": "Parallel sandboxes for code tasks (default: cores)."})
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """key=value pairs; values are read as JSON when they parse, else kept as strings."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"task option {pair!r} is not key=value")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def task_for_run(store: SampleStore, config: ScoreConfig) -> Task:
@@ -61,33 +48,14 @@ def task_for_run(store: SampleStore, config: ScoreConfig) -> Task:
     return load(config.task, **parse_options(config.task_option))
 
 
-def build_verifier(spec: str, task: Task) -> Verifier:
-    """A verifier from its command-line form."""
-    kind, _, path = spec.partition("=")
-    if kind == "oracle":
-        return OracleVerifier(task)
-    if kind == "agreement":
-        return MajorityAgreement(task)
-    if not path:
-        raise ValueError(f"verifier {spec!r} needs a model path: {kind}=PATH")
-    if kind == "rm":
-        return RewardModelVerifier.from_pretrained(path)
-    if kind in ("confidence", "p_true"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(path)
-        return SelfConfidence(model, AutoTokenizer.from_pretrained(path),
-                              mode="mean_logprob" if kind == "confidence" else "p_true")
-    raise ValueError(f"unknown verifier {spec!r}; use oracle, agreement, rm=PATH, confidence=PATH or p_true=PATH")
-
-
 def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, rescore: bool = False,
-                workers: int | None = None, progress: Callable[[str], None] | None = None,
+                workers: int | None = None, progress: Progress | None = None,
                 rewards_fn: Callable[[list, list], list[float]] | None = None) -> dict:
     """Fill answer, reward and every verifier's column; returns a summary of what was scored.
 
-    ``rewards_fn(problems, completions)`` computes rewards elsewhere (``ray_executor.ray_rewards`` on a cluster);
-    by default the task's checker runs here over ``workers`` processes."""
+    ``rewards_fn(problems, completions)`` computes rewards elsewhere (an executor's ``rewards``, e.g. Ray tasks on
+    a cluster); by default the task's checker runs here over ``workers`` processes."""
+    progress = progress or NullProgress()
     table = store.read()
     if table.num_rows == 0:
         raise StoreError(f"{store.path}: the store holds no samples")
@@ -110,8 +78,7 @@ def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, re
     completions = [c or "" for c in table.column("completion").to_pylist()]
     batch_problems = [problems[prompt_ids[i]] for i in rows]
     batch_completions = [completions[i] for i in rows]
-    if progress:
-        progress(f"rewards for {rows.size} completions")
+    progress.log(f"scoring: rewards for {rows.size} completions")
     answers = table.column("answer").to_pylist()
     rewards = table.column("reward").to_numpy(zero_copy_only=False).astype(np.float64)
     if rewards_fn is not None:
@@ -126,15 +93,14 @@ def score_store(store: SampleStore, task: Task, verifiers: list[Verifier], *, re
     temperatures = table.column("temperature").to_numpy()
     summary = {"rows_scored": int(rows.size), "rows": table.num_rows, "mean_reward": float(np.mean(new_rewards))}
     for v in verifiers:
-        if progress:
-            progress(f"verifier {v.name}")
+        progress.log(f"scoring: verifier {v.name}")
         col = score_column(v.name)
         values = (table.column(col).to_numpy(zero_copy_only=False).astype(np.float64)
                   if col in table.column_names else np.full(table.num_rows, np.nan))
         # Verifiers that compare samples (agreement) must see one temperature's samples at a time, and all of a
         # prompt's samples there: when a run is extended, the old samples' scores change too.
         targets = rows
-        if getattr(v, "compares_samples", False):
+        if compares_samples(v.name):
             touched = {(prompt_ids[i], temperatures[i]) for i in rows}
             targets = np.array([i for i in range(table.num_rows) if (prompt_ids[i], temperatures[i]) in touched],
                                dtype=np.int64)
@@ -151,3 +117,12 @@ def _replace(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     if name in table.column_names:
         return table.set_column(table.column_names.index(name), name, values)
     return table.append_column(name, values)
+
+
+def score_run(run, config: ScoreConfig, progress: Progress | None = None) -> tuple[Task, dict]:
+    """Score a stored run with the task it recorded (or the one configured) and the configured verifiers."""
+    store = SampleStore(run)
+    task = task_for_run(store, config)
+    verifiers = [build_verifier(spec, task) for spec in config.verifier]
+    return task, score_store(store, task, verifiers, rescore=config.rescore, workers=config.workers,
+                             progress=progress)

@@ -381,6 +381,33 @@ class ScoredSamples:
                    dropped=int(table.num_rows - kept.num_rows))
 
 
+def sample_columns(samples: ScoredSamples, start: int, stop: int | None = None) -> ScoredSamples:
+    """The samples with index start .. stop − 1 of every prompt (e.g. all but the probes a plan draws first)."""
+    from infertune.estimators import encode_answers
+
+    stop = samples.n if stop is None else stop
+    if not 0 <= start < stop <= samples.n:
+        raise ValueError(f"sample columns {start}..{stop} do not fit n = {samples.n}")
+    ids = samples.answers.ids[:, start:stop]
+    answers = np.where(ids >= 0, ids, None).astype(object)
+    return ScoredSamples(prompt_ids=list(samples.prompt_ids), rewards=samples.rewards[:, start:stop],
+                         answers=encode_answers(answers), scores={k: v[:, start:stop] for k, v in samples.scores.items()},
+                         n=stop - start, dropped=samples.dropped)
+
+
+def scored_from_arrays(prompt_ids: list[str], rewards, answers, scores: dict | None = None) -> ScoredSamples:
+    """A ``ScoredSamples`` from in-memory arrays [prompts, n] (answers: str or None), for samples that never went
+    through a store (a trainer's held-out check)."""
+    from infertune.estimators import encode_answers
+
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 2 or len(prompt_ids) != r.shape[0]:
+        raise ValueError(f"rewards: expected shape [{len(prompt_ids)} prompts, n], got {r.shape}")
+    table = {name: np.asarray(v, dtype=np.float64).reshape(r.shape) for name, v in (scores or {}).items()}
+    return ScoredSamples(prompt_ids=list(prompt_ids), rewards=r, answers=encode_answers(answers), scores=table,
+                         n=r.shape[1], dropped=0)
+
+
 def iter_tasks_and_temperatures(table: pa.Table) -> Iterator[tuple[str, float]]:
     """Every (task, temperature) present, sorted."""
     pairs = table.select(["task", "temperature"]).group_by(["task", "temperature"]).aggregate([])

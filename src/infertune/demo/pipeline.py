@@ -22,18 +22,22 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from infertune.estimators import bon_curve, bootstrap_mean, maj_curve, pass_curve
+from infertune.estimators import bootstrap_mean
+from infertune.evaluation import EvalConfig, per_prompt_curves
 from infertune.models.base import SamplingParams
 from infertune.models.hf import HFSampler
 from infertune.models.loading import cache_dir
+from infertune.progress import NullProgress, Progress
+from infertune.store import Sample, SampleStore
 from infertune.tasks import load
-from infertune.train import TrainConfig, Trainer, split_problems
+from infertune.tasks.splits import split_problems
+from infertune.train import TrainConfig, Trainer, TrainRecipe
 from infertune.verify.learned_rm import LearnedRewardModel, RewardModelConfig, verifier_quality
 
 SUMMARY_KS = (1, 4, 16, 32)
@@ -54,16 +58,8 @@ class DemoConfig:
     verifier_prompts: int = field(default=600, metadata={"help": "Training prompts whose base samples (16 each) fit "
                                                                  "the verifier (three quarters) and measure it."})
     verifier_steps: int = field(default=300, metadata={"help": "Training steps of the verifier."})
-    train_steps: int = field(default=100, metadata={"help": "Fine-tuning steps per method and seed."})
-    train_prompts: int = field(default=16, metadata={"help": "Prompts per fine-tuning step."})
-    n: int = field(default=16, metadata={"help": "Samples per prompt during fine-tuning."})
-    k: int = field(default=8, metadata={"help": "The k that the Best-of-k objectives train for."})
-    lr: float = field(default=1e-4, metadata={"help": "Fine-tuning learning rate (Adam)."})
-    kl_start: float = field(default=0.0, metadata={"help": "KL-to-anchor coefficient at the first step (the paper's "
-                                                          "recipe: 1.0; default none, see the README)."})
-    kl_end: float = field(default=0.0, metadata={"help": "KL coefficient at the last step (the paper's recipe: 0.075)."})
-    ema_rate: float = field(default=0.01, metadata={"help": "Anchor update rate (paper: 0.01)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature, in training and evaluation."})
+    recipe: TrainRecipe = field(default_factory=lambda: TrainRecipe(
+        n=16, k=8, temperature=1.0, max_new_tokens=16, steps=100, batch_prompts=16, micro_batch=256, lr=1e-4))
     eval_prompts: int = field(default=300, metadata={"help": "Held-out problems."})
     eval_n: int = field(default=32, metadata={"help": "Samples per held-out problem."})
     bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples of prompts for the intervals."})
@@ -73,9 +69,10 @@ class DemoConfig:
         """The quick preset overrides sizes; everything else is as given."""
         if not self.quick:
             return self
-        values = asdict(self)
-        values.update(seeds=1, base_steps=300, base_batch=64, verifier_prompts=80, verifier_steps=60, train_steps=10,
-                      train_prompts=8, n=8, k=4, eval_prompts=60, eval_n=32, bootstrap=300)
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        values.update(seeds=1, base_steps=300, base_batch=64, verifier_prompts=80, verifier_steps=60, eval_prompts=60,
+                      eval_n=32, bootstrap=300)
+        values["recipe"] = replace(self.recipe, steps=10, batch_prompts=8, n=8, k=4, micro_batch=64)
         return DemoConfig(**values)
 
 
@@ -149,7 +146,7 @@ def fit_verifier(config: DemoConfig, task, base: Path, train_problems, out: Path
     model, tok = _load(base)
     rng = np.random.default_rng([config.seed, 17])
     chosen = [train_problems[i] for i in rng.choice(len(train_problems), config.verifier_prompts, replace=False)]
-    completions = sample_problems(model, tok, chosen, 16, config.temperature, seed=config.seed + 101)
+    completions = sample_problems(model, tok, chosen, 16, config.recipe.temperature, seed=config.seed + 101)
     flat_p = [p for p, row in zip(chosen, completions) for _ in row]
     flat_c = [c for row in completions for c in row]
     rewards = np.array(task.rewards(flat_p, [c.text for c in flat_c]))
@@ -164,19 +161,30 @@ def fit_verifier(config: DemoConfig, task, base: Path, train_problems, out: Path
     return verifier, quality
 
 
-def evaluate_model(model, tokenizer, task, problems, verifier, config: DemoConfig) -> dict[str, np.ndarray]:
-    """Per-prompt curves for every k: pass, Best-of-k by the verifier, majority vote; and distinct answers."""
-    completions = sample_problems(model, tokenizer, problems, config.eval_n, config.temperature,
+def evaluate_model(model, tokenizer, task, problems, verifier, config: DemoConfig, store_path: Path) -> dict:
+    """Per-prompt curves for every k (pass, Best-of-k by the verifier, majority vote) and distinct answers. The
+    samples are written, scored, into a sample store (``infertune report`` reopens it) and the curves come from the
+    evaluation core, as for ``infertune eval``."""
+    completions = sample_problems(model, tokenizer, problems, config.eval_n, config.recipe.temperature,
                                   seed=config.seed + 7919)
     flat_p = [p for p, row in zip(problems, completions) for _ in row]
     flat_c = [c for row in completions for c in row]
-    shape = (len(problems), config.eval_n)
-    rewards = np.asarray(task.rewards(flat_p, [c.text for c in flat_c]), dtype=np.float64).reshape(shape)
-    scores = np.asarray(verifier(flat_p, flat_c)).reshape(shape)
-    answers = np.empty(shape, dtype=object)
-    answers[:] = [[task.extract(c.text) for c in row] for row in completions]
-    return {"pass": pass_curve(rewards), "bon": bon_curve(scores, rewards),
-            "maj": np.asarray(maj_curve(answers, rewards, method="mc", mc_samples=64, seed=config.seed)),
+    rewards = task.rewards(flat_p, [c.text for c in flat_c])
+    scores = verifier(flat_p, flat_c)
+    store = SampleStore(store_path)
+    store.init(task_spec=task.spec(), model=str(store_path.name))
+    with store.writer(flush_rows=10**9) as writer:
+        for p, c, r, s in zip(flat_p, flat_c, rewards, scores):
+            writer.write(Sample(task=task.name, prompt_id=p.id, sample_index=c.index,
+                                temperature=config.recipe.temperature, prompt=p.prompt, completion=c.text,
+                                answer=task.extract(c.text), reward=float(r), num_tokens=c.num_tokens,
+                                logprob_sum=c.logprob_sum, scores={"learned": float(s)}))
+    samples = store.scored()
+    order = [samples.prompt_ids.index(p.id) for p in problems]  # back to the problems' order
+    curves = per_prompt_curves(samples, EvalConfig(mc_samples=64, maj_method="mc", seed=config.seed),
+                               rules=["pass", "bon:learned", "maj"])
+    return {"pass": curves["pass"].values[order], "bon": curves["bon:learned"].values[order],
+            "maj": curves["maj"].values[order],
             "distinct": np.array([len({c.text for c in row}) for row in completions], dtype=np.float64)}
 
 
@@ -186,8 +194,10 @@ def _save_curves(path: Path, curves: dict) -> None:
     tmp.rename(path)
 
 
-def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
+def run_demo(config: DemoConfig, progress: Progress | None = None) -> dict:
     """Run (or resume) the whole demo; returns the results written to results.json."""
+    progress = progress or NullProgress()
+    log = progress.log
     config = config.resolved()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,11 +217,13 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
     def evaluated(name: str, make_model: Callable) -> dict:
         """Per-prompt curves of a model, computed once and kept in evals/<name>.npz."""
         path = out / "evals" / f"{name}.npz"
+        __import__("shutil").rmtree(out / "evals" / name, ignore_errors=True)  # a store left by an interrupted run
         if path.exists():
             stages.reused.append(name)
             return dict(np.load(path))
         model, tok = make_model()
-        curves = stages.run("evaluate", lambda: evaluate_model(model, tok, task, held_out, verifier, config))
+        curves = stages.run("evaluate", lambda: evaluate_model(model, tok, task, held_out, verifier, config,
+                                                               out / "evals" / name))
         _save_curves(path, curves)
         return curves
 
@@ -224,19 +236,17 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> dict:
             name = f"{label.replace('/', '-')}-seed{s}"
 
             def fine_tune(objective=objective, verifier_kind=verifier_kind, s=s, name=name):
-                log(f"fine-tuning {label}, seed {s}: {config.train_steps} steps x {config.train_prompts} prompts x "
-                    f"n={config.n}")
+                recipe = config.recipe
+                log(f"fine-tuning {label}, seed {s}: {recipe.steps} steps x {recipe.batch_prompts} prompts x "
+                    f"n={recipe.n}")
                 model, tok = _load(base)
                 trainer = Trainer(TrainConfig(
                     task="arith", task_option=TASK_OPTIONS, objective=objective,
-                    verifier="learned" if verifier_kind == "learned" else "reward",
-                    n=config.n, k=1 if objective == "rloo" else config.k, temperature=config.temperature,
-                    max_new_tokens=16, steps=config.train_steps, batch_prompts=config.train_prompts,
-                    micro_batch=config.train_prompts * config.n, lr=config.lr, eval_prompts=config.eval_prompts,
-                    kl_start=config.kl_start, kl_end=config.kl_end, ema_rate=config.ema_rate,
-                    seed=config.seed * 1000 + s, checkpoint_every=max(1, config.train_steps // 2),
-                    out=str(out / "train" / name)), model=model, tokenizer=tok, task=task,
-                    verifier=verifier if verifier_kind == "learned" else None)
+                    verifier="learned" if verifier_kind == "learned" else "reward", **{**asdict(recipe), "k": 1 if objective == "rloo" else recipe.k,
+                                          "micro_batch": recipe.batch_prompts * recipe.n},
+                    eval_prompts=config.eval_prompts, seed=config.seed * 1000 + s,
+                    checkpoint_every=max(1, recipe.steps // 2), out=str(out / "train" / name)),
+                    model=model, tokenizer=tok, task=task, verifier=verifier if verifier_kind == "learned" else None)
                 stages.run("fine_tune", trainer.run)
                 return trainer.model, tok
 

@@ -1,17 +1,23 @@
-"""From scored samples to inference-scaling curves with confidence intervals: the computation behind a report.
+"""The one evaluation core: scored samples in, every inference-scaling curve out, per prompt and with intervals.
 
-Kept free of files and printing so that training (periodic held-out evaluation) and the planner can call it too.
+``infertune eval`` and ``report``, the trainer's held-out checks, the demo and the planner all call it, so a curve
+means the same thing wherever it is printed. It reads a ``ScoredSamples`` (from the store, or built from arrays) and
+returns, for every selection rule the samples support (``infertune.selection``: pass@k, Best-of-k by each verifier,
+majority vote, weighted majority by each verifier), the per-prompt values for every k ≤ n and their mean with a
+bootstrap interval over prompts. No files, no printing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
-from infertune.verify.verifiers import SAMPLE_DEPENDENT_VERIFIERS
-from infertune.estimators import bon_curve, bootstrap_mean, maj_curve, pass_curve, weighted_maj_curve
+from infertune.estimators import bootstrap_mean
+from infertune.evaluation.rules import RULES, RuleCurve, rule_parts
 from infertune.store import ScoredSamples
+from infertune.verify import compares_samples
 
 METRICS = ("pass", "bon", "maj", "wmaj")
 
@@ -26,9 +32,14 @@ class EvalConfig:
         "help": "How weighted majority combines an answer's verifier scores: 'sum' or 'max'."})
     mc_samples: int | None = field(default=None, metadata={
         "help": "Monte-Carlo permutations per prompt for maj@k when exact is too costly (default: adaptive)."})
+    maj_method: str = field(default="auto", metadata={
+        "help": "maj@k and weighted maj@k: exact, mc (Monte-Carlo with its standard error), or auto (exact where "
+                "it is cheap)."})
     seed: int = field(default=0, metadata={"help": "Seed of the bootstrap and Monte-Carlo draws."})
 
     def __post_init__(self) -> None:
+        if self.maj_method not in ("auto", "exact", "mc"):
+            raise ValueError(f"maj_method must be auto, exact or mc, got {self.maj_method!r}")
         if self.weighted_aggregate not in ("sum", "max"):
             raise ValueError(f"weighted_aggregate must be 'sum' or 'max', got {self.weighted_aggregate!r}")
         if not 0.0 < self.confidence < 1.0:
@@ -55,45 +66,44 @@ class Curve:
         return self.metric if self.verifier is None else f"{self.metric}:{self.verifier}"
 
 
-def evaluate(samples: ScoredSamples, config: EvalConfig | None = None) -> list[Curve]:
-    """Every metric the samples support: pass@k, BoN@k and weighted maj@k per verifier, and maj@k."""
+def supported_rules(samples: ScoredSamples) -> list[str]:
+    """Every rule the samples can be evaluated under: pass, bon per verifier, maj, wmaj per verifier."""
+    verifiers = sorted(samples.scores)
+    return ["pass", *(f"bon:{v}" for v in verifiers), "maj", *(f"wmaj:{v}" for v in verifiers)]
+
+
+def per_prompt_curves(samples: ScoredSamples, config: EvalConfig | None = None,
+                      rules: Iterable[str] | None = None) -> dict[str, RuleCurve]:
+    """Per-prompt values [prompts, n] of each rule (default: all the samples support), keyed by rule name."""
     config = config or EvalConfig()
-    rewards = samples.rewards
-    curves: list[Curve] = []
+    out: dict[str, RuleCurve] = {}
+    for rule in (supported_rules(samples) if rules is None else rules):
+        entry, verifier = rule_parts(rule)
+        if verifier is not None and verifier not in samples.scores:
+            raise ValueError(f"rule {rule!r}: no scores from verifier {verifier!r}; have {sorted(samples.scores)}")
+        curve = entry.curve(samples.rewards, samples.answers, samples.scores.get(verifier) if verifier else None,
+                            aggregate=config.weighted_aggregate, mc_samples=config.mc_samples, seed=config.seed,
+                            method=config.maj_method)
+        if verifier is not None and compares_samples(verifier) and entry.name != "pass":
+            note = "scores computed from all n samples: for k < n the choice sees samples outside the k"
+            curve = RuleCurve(curve.values, curve.stderr, curve.exact, "; ".join(filter(None, [curve.note, note])))
+        out[rule] = curve
+    return out
 
-    def add(metric: str, verifier: str | None, per_prompt: np.ndarray, stderr: np.ndarray | None = None,
-            exact: bool = True, note: str = "") -> None:
-        interval = bootstrap_mean(per_prompt, resamples=config.bootstrap, confidence=config.confidence,
+
+def evaluate(samples: ScoredSamples, config: EvalConfig | None = None,
+             rules: Iterable[str] | None = None) -> list[Curve]:
+    """Every curve the samples support (or ``rules``), as means over prompts with bootstrap intervals."""
+    config = config or EvalConfig()
+    curves = []
+    for rule, c in per_prompt_curves(samples, config, rules).items():
+        interval = bootstrap_mean(c.values, resamples=config.bootstrap, confidence=config.confidence,
                                   seed=config.seed)
-        mc = np.zeros(per_prompt.shape[1]) if stderr is None else np.sqrt((stderr**2).sum(axis=0)) / len(stderr)
-        curves.append(Curve(metric, verifier, interval.mean, interval.low, interval.high, mc, exact, note))
-
-    binary = bool(np.all((rewards == 0) | (rewards == 1)))
-    if binary:
-        add("pass", None, pass_curve(rewards))
-    else:
-        add("pass", None, bon_curve(rewards, rewards), note="rewards are not binary: expected best reward of k")
-    for name, scores in sorted(samples.scores.items()):
-        add("bon", name, bon_curve(scores, rewards), note=_dependent_note(name))
-    maj = maj_curve(samples.answers, rewards, mc_samples=config.mc_samples, seed=config.seed)
-    add("maj", None, maj.values, maj.stderr, exact=bool(maj.exact.all()))
-    for name, scores in sorted(samples.scores.items()):
-        if config.weighted_aggregate == "sum" and np.any(scores < 0):
-            # A sum of negative weights would let more votes count against an answer; the max is well defined.
-            aggregate, note = "max", "negative scores: answer weight is the max score"
-        else:
-            aggregate, note = config.weighted_aggregate, ""
-        w = weighted_maj_curve(samples.answers, scores, rewards, aggregate=aggregate, mc_samples=config.mc_samples,
-                               seed=config.seed)
-        add("wmaj", name, w.values, w.stderr, exact=bool(w.exact.all()),
-            note="; ".join(filter(None, [note, _dependent_note(name)])))
+        mc = (np.zeros(c.values.shape[1]) if c.stderr is None
+              else np.sqrt((c.stderr**2).sum(axis=0)) / len(c.stderr))
+        metric, verifier = RULES.split(rule)
+        curves.append(Curve(metric, verifier, interval.mean, interval.low, interval.high, mc, c.exact, c.note))
     return curves
-
-
-def _dependent_note(verifier: str) -> str:
-    if verifier in SAMPLE_DEPENDENT_VERIFIERS:
-        return "scores computed from all n samples: for k < n the choice sees samples outside the k"
-    return ""
 
 
 def report_ks(n: int) -> list[int]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from infertune.pipeline import SampleConfig
+    from infertune.sampling import SampleConfig
     from infertune.tasks import Problem, Task
 
 
@@ -65,13 +65,20 @@ def default_workers() -> tuple[int, dict]:
 
 
 class RayExecutor:
-    """The Ray counterpart of ``pipeline.LocalExecutor``: ``map`` yields finished batches as they complete."""
+    """The Ray counterpart of ``executors.local.LocalExecutor``: ``map`` yields finished batches as they complete,
+    ``rewards`` checks completions as Ray tasks. Sampler actors start on first use, so scoring alone starts none."""
 
     def __init__(self, config: "SampleConfig", *, in_flight: int = 2) -> None:
-        from infertune.pipeline import SamplingWorker
-
-        ray = _ray()
+        self.config = config
+        self.in_flight = in_flight
         self.session = RaySession(config.ray_address, config.ray_cpus)
+        self.actors: list = []
+        self._info: dict | None = None
+
+    def _start_actors(self) -> None:
+        from infertune.executors.worker import SamplingWorker
+
+        ray, config = _ray(), self.config
         try:
             count, resources = default_workers()
             if config.ray_workers:
@@ -83,17 +90,23 @@ class RayExecutor:
             actor = ray.remote(max_restarts=-1, max_task_retries=-1, **resources)(SamplingWorker)
             self.actors = [actor.remote(config.model, backend=config.backend, adapter=config.adapter,
                                         base_url=config.base_url, chat=config.chat) for _ in range(count)]
-            self.in_flight = in_flight
             self._info = ray.get(self.actors[0].info.remote())
         except BaseException:
             self.session.close()
             raise
 
     def info(self) -> dict:
+        if self._info is None:
+            self._start_actors()
         return self._info
+
+    def rewards(self, task: "Task", problems: Sequence["Problem"], completions: Sequence[str]) -> list[float]:
+        return ray_rewards(task, problems, completions)
 
     def map(self, work: list) -> Iterator[tuple[tuple, list, float]]:
         ray = _ray()
+        if not self.actors:
+            self._start_actors()
         pending: dict = {}  # object ref -> (work item, actor index)
         load = [0] * len(self.actors)
         queue = list(work)

@@ -13,7 +13,9 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from infertune.registry import Registry
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -124,26 +126,54 @@ def vllm_available() -> bool:
         return False
 
 
-def load_sampler(spec: str, *, backend: str = "auto", adapter: str | None = None, base_url: str | None = None,
-                 chat: bool = False, max_rows: int = 256, dtype: str = "float32"):
-    """A sampler for a model spec. backend: "hf" (local transformers), "vllm" (GPU), "openai" (an OpenAI-compatible
-    server at base_url, spec being the served model's name), or "auto" (vLLM where a GPU and vLLM are present, else
-    transformers). Returns the sampler and, for local models, the ``LoadedModel``."""
-    if backend not in ("auto", "hf", "vllm", "openai"):
-        raise ValueError(f"backend must be auto, hf, vllm or openai, got {backend!r}")
-    if backend == "openai" or base_url:
-        from infertune.models.openai_http import OpenAISampler
+@dataclass(frozen=True)
+class Backend:
+    """A way to sample: ``open(spec, adapter, base_url, chat, max_rows, dtype)`` returns (sampler, LoadedModel|None)."""
 
-        if not base_url:
-            raise ValueError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")
-        return OpenAISampler(spec, base_url, chat=chat), None
-    if backend == "vllm" or (backend == "auto" and vllm_available()):
-        from infertune.models.vllm_sampler import VLLMSampler
+    name: str
+    open: Callable[..., tuple[Any, LoadedModel | None]]
+    summary: str
 
-        path = str(smollm2_dir()) if spec == "smollm2" else spec
-        return VLLMSampler(path, adapter=adapter, dtype="auto" if dtype == "float32" else dtype), None
+
+BACKENDS: Registry[Backend] = Registry("sampler backend")
+
+
+def _open_hf(spec, *, adapter, base_url, chat, max_rows, dtype):
     from infertune.models.hf import HFSampler
 
     loaded = load(spec, adapter=adapter, dtype=dtype)
     return HFSampler(loaded.model, loaded.tokenizer, name=spec, max_rows=max_rows,
                      add_special_tokens=not chat), loaded
+
+
+def _open_vllm(spec, *, adapter, base_url, chat, max_rows, dtype):
+    from infertune.models.vllm_sampler import VLLMSampler
+
+    path = str(smollm2_dir()) if spec == "smollm2" else spec
+    return VLLMSampler(path, adapter=adapter, dtype="auto" if dtype == "float32" else dtype), None
+
+
+def _open_openai(spec, *, adapter, base_url, chat, max_rows, dtype):
+    from infertune.models.openai_http import OpenAISampler
+
+    if not base_url:
+        raise ValueError("the openai backend needs --base-url, e.g. http://127.0.0.1:8000/v1")
+    return OpenAISampler(spec, base_url, chat=chat), None
+
+
+BACKENDS.register("hf", Backend("hf", _open_hf, "local transformers model, shared-prefix sampler"))
+BACKENDS.register("vllm", Backend("vllm", _open_vllm, "vLLM on a GPU (needs infertune[vllm])"))
+BACKENDS.register("openai", Backend("openai", _open_openai, "an OpenAI-compatible server at --base-url"))
+
+
+def load_sampler(spec: str, *, backend: str = "auto", adapter: str | None = None, base_url: str | None = None,
+                 chat: bool = False, max_rows: int = 256, dtype: str = "float32"):
+    """A sampler for a model spec from a backend of ``BACKENDS`` (hf, vllm, openai), or "auto": openai when a
+    base_url is given, vLLM where a GPU and vLLM are present, else transformers. Returns the sampler and, for local
+    models, the ``LoadedModel``."""
+    if backend == "auto":
+        backend = "openai" if base_url else ("vllm" if vllm_available() else "hf")
+    elif base_url:
+        backend = "openai"
+    return BACKENDS.get(backend).open(spec, adapter=adapter, base_url=base_url, chat=chat, max_rows=max_rows,
+                                      dtype=dtype)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from infertune.tasks.base import Problem, Task, register
+from infertune.tasks.base import VIEWS, Problem, Task, completion_text, register
 
 _ALLOWED_CHARS = re.compile(r"^[\d+\-*/() ]+$")
 _OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -175,3 +175,16 @@ class ArithTask(Task):
         from dataclasses import asdict
 
         return {"name": "arith", **asdict(self.config)}
+
+
+@VIEWS.register("arith-calculator")
+def calculator_view(problem: Problem, completion) -> str:
+    """Prompt and completion followed by the expression's value, as a reward model with a calculator tool sees it.
+
+    The value makes "does it reach the target" readable; whether every number was used exactly once still has to be
+    learned from the text, which a small model does only in part.
+    """
+    text = completion_text(completion)
+    result = evaluate(text.strip().split("\n")[0].split("=")[0].replace(" ", ""))
+    value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
+    return f"{problem.prompt}{text}|{value}"

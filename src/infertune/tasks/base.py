@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from infertune.registry import Registry
 from infertune.tasks.grading.answers import extract_answer
 
 
@@ -75,6 +76,20 @@ class BatchTask(Task):
         """Rewards of many completions at once."""
 
 
+VIEWS: Registry[Callable[["Problem", Any], str]] = Registry("verifier view")
+
+
+def completion_text(completion) -> str:
+    """The text of a completion given as a string or as a sampler's Completion."""
+    return completion if isinstance(completion, str) else completion.text
+
+
+@VIEWS.register("plain")
+def plain_view(problem: Problem, completion) -> str:
+    """What a learned verifier reads by default: the prompt and the completion."""
+    return problem.prompt + completion_text(completion)
+
+
 def check_batch(problems: Sequence[Problem], completions: Sequence[str]) -> None:
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
@@ -110,30 +125,24 @@ def parallel_rewards(task: "Task", problems: Sequence[Problem], completions: Seq
         _JOB = None
 
 
-_REGISTRY: dict[str, Callable[..., Task]] = {}
+TASKS: Registry[Callable[..., Task]] = Registry("task")
 
 
-def register(prefix: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
-    """Register a task factory under a name, or a prefix for names of the form ``prefix:argument``."""
-
-    def decorate(factory: Callable[..., Task]) -> Callable[..., Task]:
-        _REGISTRY[prefix] = factory
-        return factory
-
-    return decorate
+def register(prefix: str, *, argument: str | None = None) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Register a task factory under a name, or a prefix for names of the form ``prefix:argument``
+    (``argument`` documents it, e.g. ``":<dataset>"``)."""
+    return TASKS.register(prefix, argument=argument)
 
 
 def load(name: str, **options: Any) -> Task:
     """A task by name: ``arith``, ``humaneval``, ``champ``, ``reasoning-gym:<dataset>``, ``jsonl:<path>``,
     ``parquet:<path>``; options go to the task's constructor."""
     prefix, sep, argument = name.partition(":")
-    if prefix not in _REGISTRY:
-        known = ", ".join(sorted(p + (":<arg>" if p in ("reasoning-gym", "jsonl", "parquet") else "")
-                                 for p in _REGISTRY))
-        raise ValueError(f"unknown task {name!r}; known tasks: {known}")
-    factory = _REGISTRY[prefix]
+    if prefix not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {TASKS.describe()}")
+    factory = TASKS.get(prefix)
     return factory(argument, **options) if sep else factory(**options)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return TASKS.names()

@@ -11,7 +11,7 @@ _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 INSTRUCTION = "Give only your final answer inside <answer></answer> tags, for example <answer>42</answer>."
 
 
-@register("reasoning-gym")
+@register("reasoning-gym", argument=":<dataset>")
 class ReasoningGymTask(Task):
     def __init__(self, dataset: str, size: int = 100, seed: int = 0, **config) -> None:
         import reasoning_gym

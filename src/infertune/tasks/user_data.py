@@ -122,11 +122,11 @@ class UserDataTask(BatchTask):
         return {"name": self.name, "timeout_s": self.sandbox.timeout_s, "memory_mb": self.sandbox.memory_mb}
 
 
-@register("jsonl")
+@register("jsonl", argument=":<path>")
 def _jsonl(path: str, **options: Any) -> UserDataTask:
     return UserDataTask(path, "jsonl", **options)
 
 
-@register("parquet")
+@register("parquet", argument=":<path>")
 def _parquet(path: str, **options: Any) -> UserDataTask:
     return UserDataTask(path, "parquet", **options)

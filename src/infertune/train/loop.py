@@ -1,10 +1,25 @@
-"""One training loop for every objective: sample n per prompt, score, weight, ascend Σ w_i log π(y_i|x).
+"""One training loop for every objective: sample n per prompt, score, weight, ascend Σ w_i log π_T(y_i|x).
 
-Per step: draw a batch of training prompts, sample n completions each with the current policy, compute rewards and
-verifier scores, turn them into per-sample weights with the chosen objective (``infertune.objectives``), and take a
-step on −Σ w_i log π(y_i|x) plus β·KL(π‖anchor), where the anchor is an exponential moving average of the policy and β
-is annealed linearly (Chow et al.). Objectives on reference answers (sft, dco, bon-sft) add the reference as an extra
-sequence. Sampling is seeded per step, so a run resumed from a checkpoint reproduces the uninterrupted one exactly.
+Per step: draw a batch of training prompts, sample n completions each with the current policy at temperature T,
+compute rewards and verifier scores, turn them into per-sample weights with the chosen objective
+(``infertune.objectives``), and take a step on −Σ w_i log π_T(y_i|x) plus β times a KL penalty to an anchor, an
+exponential moving average of the policy, with β annealed linearly (Chow et al.).
+
+log π_T is the log-probability under the distribution the samples were drawn from, softmax(logits / T): the
+objectives' weights are unbiased only with the score of that distribution, which is also the one deployed at T.
+Training samples from the whole tempered distribution (no nucleus truncation), so log π_T is exact.
+
+The KL penalty is the k3 estimator r − log r − 1, r = π_anchor,T(y_t)/π_T(y_t), summed over the tokens of the
+policy's own samples (never of reference answers) and used as a pathwise loss. Its value, averaged over those
+samples, estimates the sequence-level KL(π_T ‖ anchor_T) (what the log's ``kl`` column reports). Its gradient, with
+the samples held fixed, is Σ_s d_π(s) ∇KL(anchor_T(·|s) ‖ π_T(·|s)): the per-state KL(anchor ‖ π) at the states
+the policy visits, weighted by how often it visits them (per token, E_π[(1 − r) ∇log π] = −E_anchor[∇log π]). So
+the update pulls π towards covering what the anchor covers (the mass-covering direction); it is neither
+∇KL(π‖anchor) nor the gradient of the sequence-level KL(anchor‖π).
+
+Objectives on reference answers (sft, dco, bon-sft) add the reference as an extra sequence; BoN-SFT scores it with
+the verifier, as Lemma 1 requires. Sampling is seeded per step, so a run resumed from a checkpoint reproduces the
+uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -22,13 +37,16 @@ from typing import Callable
 
 import numpy as np
 
-from infertune.estimators import bon_curve, maj_curve, pass_curve
+from infertune.evaluation import EvalConfig, per_prompt_curves
 from infertune.models.base import SamplingParams
-from infertune.objectives import bon_sft_weights, dco_factor, get, sample_weights
-from infertune.scoring import parse_options
-from infertune.tasks import Problem, Task, load
+from infertune.objectives import dco_factor, get, sample_weights
+from infertune.progress import NullProgress, Progress
+from infertune.store import scored_from_arrays
+from infertune.tasks import Problem, Task
+from infertune.tasks.splits import split_problems
+from infertune.train.config import TrainConfig, kl_coefficient
+from infertune.train.logprobs import sequence_logprobs
 
-REFERENCE_OBJECTIVES = ("sft", "dco", "bon-sft")
 LOG_FIELDS = ["step", "loss", "objective_loss", "kl", "kl_coef", "lr", "grad_norm", "reward", "pass_at_k", "bon_at_k",
               "entropy", "sequences", "tokens", "collect_seconds", "update_seconds", "seconds"]
 
@@ -45,109 +63,15 @@ class Batch:
     tokens: list[list[int]] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     dco: list[bool] = field(default_factory=list)
+    sampled: list[bool] = field(default_factory=list)  # False for reference answers, which π did not sample
     collect_seconds: float = 0.0
 
-    def add(self, prompt: list[int], tokens: list[int], weight: float, dco: bool = False) -> None:
+    def add(self, prompt: list[int], tokens: list[int], weight: float, dco: bool = False, sampled: bool = True) -> None:
         self.prompts.append(prompt)
         self.tokens.append(tokens)
         self.weights.append(weight)
         self.dco.append(dco)
-
-
-@dataclass
-class TrainConfig:
-    """A training run. Defaults suit the tiny model on arith on a laptop CPU."""
-
-    task: str = field(default="arith", metadata={"help": "Task to train on (see infertune eval --help)."})
-    task_option: list[str] = field(default_factory=list, metadata={"help": "Task option key=value, repeatable."})
-    model: str = field(default="tiny", metadata={"help": "Model: tiny, smollm2 or a local transformers directory."})
-    lora_rank: int = field(default=0, metadata={"help": "LoRA rank (0: full fine-tuning)."})
-    objective: str = field(default="bon-exact", metadata={
-        "help": "Objective: rloo, grpo, dr-grpo, star, bon-exact, bon-rl-v, bon-rl-s, bon-rlb, bon-rlbp, "
-                "passk-chen, tang-loo, sft, dco, bon-sft."})
-    verifier: str = field(default="reward", metadata={
-        "help": "What objectives that select by a verifier use: reward (the verifier is the reward: pass@k), "
-                "confidence (the policy's mean token log-prob), agreement, or rm=PATH."})
-    n: int = field(default=16, metadata={"help": "Samples per prompt."})
-    k: int = field(default=8, metadata={"help": "The k (the N of Best-of-N) the objective trains for."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature during training."})
-    max_new_tokens: int = field(default=32, metadata={"help": "Longest sampled completion."})
-    steps: int = field(default=100, metadata={"help": "Optimizer steps."})
-    batch_prompts: int = field(default=16, metadata={"help": "Prompts per step."})
-    micro_batch: int = field(default=128, metadata={"help": "Sequences per forward/backward (gradient accumulation)."})
-    lr: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
-    warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warmup."})
-    lr_schedule: str = field(default="constant", metadata={"help": "After warmup: constant, or cosine decay to 0."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    grad_clip: float = field(default=1.0, metadata={"help": "Gradient norm clip (0: none)."})
-    kl_start: float = field(default=0.0, metadata={"help": "KL-to-anchor coefficient at step 0 (paper: 1.0)."})
-    kl_end: float = field(default=0.0, metadata={"help": "KL coefficient at the last step (paper: 0.075)."})
-    ema_rate: float = field(default=0.01, metadata={"help": "Anchor update rate: anchor ← (1−r)·anchor + r·policy."})
-    eval_every: int = field(default=0, metadata={"help": "Held-out evaluation every this many steps (0: at the end)."})
-    eval_prompts: int = field(default=100, metadata={"help": "Held-out prompts (a fixed random subset of the task)."})
-    eval_n: int = field(default=32, metadata={"help": "Samples per held-out prompt."})
-    checkpoint_every: int = field(default=50, metadata={"help": "Checkpoint every this many steps (0: only at the end)."})
-    seed: int = field(default=0, metadata={"help": "Seed of prompt order, sampling and initialisation."})
-    out: str | None = field(default=None, metadata={"help": "Run folder (default: runs/train-<task>-<objective>)."})
-
-    def __post_init__(self) -> None:
-        if self.objective not in REFERENCE_OBJECTIVES:
-            get(self.objective)  # unknown names fail here, before any work
-        if not 1 <= self.k <= self.n:
-            raise ValueError(f"k must lie in 1..n, got k={self.k}, n={self.n}")
-        for name in ("steps", "batch_prompts", "micro_batch", "n", "eval_n", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.lr <= 0 or not 0 <= self.ema_rate <= 1:
-            raise ValueError("lr must be > 0 and ema_rate in [0, 1]")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
-
-    def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path("runs") / f"train-{self.task}-{self.objective}".replace(":", "-")
-
-
-def kl_coefficient(config: TrainConfig, step: int) -> float:
-    """Linear anneal from kl_start to kl_end over the run."""
-    frac = step / max(1, config.steps - 1)
-    return config.kl_start + (config.kl_end - config.kl_start) * frac
-
-
-HELD_OUT_SEED = 20241220  # fixed, so every run of a task holds out the same problems whatever its own seed
-
-
-def split_problems(task: Task, eval_prompts: int) -> tuple[list[Problem], list[Problem]]:
-    """Training problems and held-out ones: a fixed random subset of ``eval_prompts``; they never overlap.
-
-    A random subset, not the task's last problems: generators that deduplicate as they go (arith) leave rarer,
-    harder problems at the end, and a held-out set drawn from there would not measure the training distribution.
-    """
-    problems = task.problems()
-    if len(problems) <= eval_prompts:
-        raise ValueError(f"task {task.name} has {len(problems)} problems; need more than eval_prompts={eval_prompts}")
-    held = set(np.random.default_rng(HELD_OUT_SEED).permutation(len(problems))[:eval_prompts].tolist())
-    return ([p for i, p in enumerate(problems) if i not in held], [p for i, p in enumerate(problems) if i in held])
-
-
-def sequence_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int):
-    """Σ_t log π(y_t | x, y_<t) for each (prompt, completion) pair, with gradients; also the per-token values."""
-    import torch
-
-    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
-    width = max(lengths)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    target_mask = torch.zeros((len(prompts), width), dtype=torch.bool)
-    for b, (p, c) in enumerate(zip(prompts, completions)):
-        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
-        mask[b, : len(p) + len(c)] = 1
-        target_mask[b, len(p) : len(p) + len(c)] = True
-    device = next(model.parameters()).device
-    ids, mask, target_mask = ids.to(device), mask.to(device), target_mask.to(device)
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    token_lp = torch.log_softmax(logits, dim=-1).gather(2, ids[:, 1:, None])[..., 0]
-    token_lp = token_lp * target_mask[:, 1:]
-    return token_lp.sum(dim=1), token_lp, target_mask[:, 1:]
+        self.sampled.append(sampled)
 
 
 class Trainer:
@@ -160,7 +84,7 @@ class Trainer:
         self.config = config
         self.log = log or (lambda message: None)
         self.dir = config.run_dir()
-        self.task = task or load(config.task, **parse_options(config.task_option))
+        self.task = task or config.load_task()
         self.train_problems, self.eval_problems = split_problems(self.task, config.eval_prompts)
         if model is None:
             from infertune.models.loading import load as load_model
@@ -196,7 +120,7 @@ class Trainer:
         kind = self.config.verifier
         if kind in ("reward", "confidence"):
             return None
-        from infertune.scoring import build_verifier
+        from infertune.verify import build_verifier
 
         built = build_verifier(kind, self.task)
         # Verifiers from infertune.verify score texts; the trainer hands them Completion objects.
@@ -223,6 +147,34 @@ class Trainer:
             return rewards
         return np.array([[np.mean(c.logprobs) if c.logprobs else -1e9 for c in row] for row in completions])
 
+    def _reference_ids(self, problem: Problem) -> list[int]:
+        """The reference answer's tokens, ended by the end-of-sequence token the model itself emits."""
+        if problem.reference is None:
+            raise ValueError(f"{self.config.objective} learns from reference answers, but problem {problem.id} of "
+                             f"task {self.task.name} has none")
+        ids = self.tokenizer(problem.reference, add_special_tokens=False)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        end = eos if eos in self.sampler.eos_ids else (self.sampler.eos_ids[0] if self.sampler.eos_ids else None)
+        return ids + ([end] if end is not None else [])
+
+    def _reference_score(self, problem: Problem, ref_ids: list[int], row: list, rewards: np.ndarray) -> float:
+        """The verifier's score of a problem's reference answer, computed as a sample's is: with the same verifier
+        and, for a verifier that compares samples (agreement), among the prompt's samples as one more of them."""
+        import torch
+
+        from infertune.models.base import Completion
+        from infertune.verify import compares_samples
+
+        with torch.no_grad():  # temperature-1 token log-probs, as the sampler reports them for samples
+            _, token_lp, mask = sequence_logprobs(self.model, self._prompt_ids([problem]), [ref_ids], self.pad_id)
+        completion = Completion(text=problem.reference or "", token_ids=ref_ids, logprobs=token_lp[mask].tolist(),
+                                finish_reason="stop")
+        reward = float(self.task.reward(problem, completion.text))
+        if compares_samples(self.config.verifier) and self.verifier is not None:
+            joint = np.append(rewards, reward)[None, :]
+            return float(self._scores([problem], [list(row) + [completion]], joint)[0, -1])
+        return float(self._scores([problem], [[completion]], np.array([[reward]]))[0, 0])
+
     # -- one step -------------------------------------------------------------------------------------------------
     def collect(self) -> "Batch":
         """Sample this step's prompts with the current policy, score them, and weight every sequence to push on."""
@@ -233,8 +185,8 @@ class Trainer:
                             replace=False)
         problems = [self.train_problems[i] for i in chosen]
         prompt_ids = self._prompt_ids(problems)
-        objective = config.objective
-        if objective == "sft":
+        objective = get(config.objective)
+        if not objective.draws_samples:
             # Plain supervised learning on the references: nothing to sample.
             completions = [[] for _ in problems]
             rewards = scores = np.full((len(problems), 1), np.nan)
@@ -249,19 +201,22 @@ class Trainer:
             scores = self._scores(problems, completions, rewards)
 
         batch = Batch(completions=completions, rewards=rewards, scores=scores, row_prompts=prompt_ids)
+        # What the objective optimises: the task's reward, or (reward="verifier") the verifier's score in its place.
+        targets = scores if config.reward == "verifier" else rewards
         for b, (problem, row) in enumerate(zip(problems, completions)):
-            if objective in REFERENCE_OBJECTIVES:
-                ref_ids = self.tokenizer(problem.reference or "", add_special_tokens=False)["input_ids"]
-                ref_ids = ref_ids + ([self.sampler.eos_ids[0]] if self.sampler.eos_ids else [])
-                if objective == "bon-sft":
-                    expert_score = 1.0 if config.verifier == "reward" else float(np.max(scores[b]))
-                    w_expert, w = bon_sft_weights(expert_score, scores[b], config.k)
-                else:
-                    w_expert, w = 1.0, np.zeros(len(row))
-                batch.add(prompt_ids[b], ref_ids, w_expert / len(problems), dco=objective == "dco")
+            sample_scores = scores[b, : len(row)] if objective.needs_scores else None
+            if objective.needs_reference:
+                ref_ids = self._reference_ids(problem)
+                # Lemma 1 compares the expert answer with the samples by the verifier's score of each.
+                expert = (self._reference_score(problem, ref_ids, row, rewards[b]) if objective.needs_scores
+                          else None)
+                weights = sample_weights(config.objective, targets[b, : len(row)], sample_scores, None, k=config.k,
+                                         expert_score=expert)
+                batch.add(prompt_ids[b], ref_ids, float(weights[0]) / len(problems),
+                          dco=objective.scales_reference_by_dco, sampled=False)
+                w = weights[1:]
             else:
-                w = sample_weights(objective, rewards[b], scores[b] if get(objective).needs_scores else None,
-                                   None, k=config.k)
+                w = sample_weights(config.objective, targets[b], sample_scores, None, k=config.k)
             for c, wi in zip(row, w):
                 # A sequence with weight 0 moves nothing unless the KL term needs it.
                 if wi != 0.0 or config.kl_start or config.kl_end:
@@ -270,7 +225,7 @@ class Trainer:
         return batch
 
     def update(self, batch: "Batch") -> dict:
-        """One optimizer step on −Σ w log π(y|x) + β·KL(π‖anchor), over micro-batches of sequences."""
+        """One optimizer step on −Σ w log π_T(y|x) + β·k3(π_T, anchor_T), over micro-batches of sequences."""
         import torch
 
         config = self.config
@@ -279,17 +234,19 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         beta = kl_coefficient(config, self.step)
-        self.model.train()
+        # Scored in eval mode, as sampled: dropout would make the log-probs those of another distribution.
+        self.model.eval()
         self.optimizer.zero_grad(set_to_none=True)
         objective_loss = kl_total = 0.0
         tokens = 0
-        n_seq = max(1, len(batch.prompts))
+        n_sampled = max(1, sum(batch.sampled))  # the KL estimate averages over the policy's own samples only
         order = sorted(range(len(batch.prompts)), key=lambda i: len(batch.prompts[i]) + len(batch.tokens[i]))
         for start in range(0, len(order), config.micro_batch):
             part = order[start : start + config.micro_batch]
             prompts = [batch.prompts[i] for i in part]
             completions = [batch.tokens[i] for i in part]
-            seq_lp, token_lp, mask = sequence_logprobs(self.model, prompts, completions, self.pad_id)
+            seq_lp, token_lp, mask = sequence_logprobs(self.model, prompts, completions, self.pad_id,
+                                                       temperature=config.temperature)
             weights = torch.tensor([batch.weights[i] for i in part], dtype=seq_lp.dtype, device=seq_lp.device)
             if any(batch.dco[i] for i in part):
                 # DCO scales a reference's cross-entropy by how much one more sample of it would still matter.
@@ -298,12 +255,15 @@ class Trainer:
                 weights = weights * torch.tensor(scale, dtype=weights.dtype, device=weights.device)
             loss = -(weights * seq_lp).sum()
             objective_loss += float(loss.detach())
-            if beta > 0:
+            if beta > 0 and any(batch.sampled[i] for i in part):
+                # k3 on the policy's samples only: a reference answer is not a sample of π, so k3 on it estimates
+                # no KL and its gradient is that of none.
                 anchor_lp = self._anchor_token_logprobs(prompts, completions)
                 log_ratio = (anchor_lp - token_lp) * mask
-                kl = ((torch.exp(log_ratio) - log_ratio - 1) * mask).sum(dim=1)
-                loss = loss + beta * kl.sum() / n_seq
-                kl_total += float(kl.detach().sum()) / n_seq
+                own = torch.tensor([batch.sampled[i] for i in part], dtype=token_lp.dtype, device=token_lp.device)
+                kl = ((torch.exp(log_ratio) - log_ratio - 1) * mask).sum(dim=1) * own
+                loss = loss + beta * kl.sum() / n_sampled
+                kl_total += float(kl.detach().sum()) / n_sampled
             loss.backward()
             tokens += int(mask.sum())
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip if config.grad_clip > 0
@@ -320,13 +280,12 @@ class Trainer:
     def train_step(self) -> dict:
         batch = self.collect()
         stats = self.update(batch)
-        k, sampled = self.config.k, self.config.objective != "sft"
+        k, sampled = self.config.k, get(self.config.objective).draws_samples
         all_lp = [lp for row in batch.completions for c in row for lp in c.logprobs]
         rewards, scores = batch.rewards, batch.scores
         return {
             "step": self.step, **stats, "reward": float(rewards.mean()) if sampled else float("nan"),
-            "pass_at_k": float(bon_curve(rewards, rewards)[:, k - 1].mean()) if sampled else float("nan"),
-            "bon_at_k": float(bon_curve(scores, rewards)[:, k - 1].mean()) if sampled else float("nan"),
+            **self._batch_curves(rewards, scores, k, sampled),
             "entropy": float(-np.mean(all_lp)) if all_lp else 0.0, "sequences": len(batch.prompts),
             "collect_seconds": batch.collect_seconds, "seconds": batch.collect_seconds + stats["update_seconds"],
         }
@@ -336,12 +295,25 @@ class Trainer:
         import torch
 
         with torch.no_grad():
-            _, token_lp, _ = sequence_logprobs(self.anchor_model, prompts, completions, self.pad_id)
+            _, token_lp, _ = sequence_logprobs(self.anchor_model, prompts, completions, self.pad_id,
+                                               temperature=self.config.temperature)
         return token_lp
 
     # -- evaluation -----------------------------------------------------------------------------------------------
+    def _batch_curves(self, rewards: np.ndarray, scores: np.ndarray, k: int, sampled: bool) -> dict:
+        """pass@k and BoN@k of this step's own samples (through the evaluation core)."""
+        if not sampled:
+            return {"pass_at_k": float("nan"), "bon_at_k": float("nan")}
+        answers = np.full(rewards.shape, None, dtype=object)
+        samples = scored_from_arrays([str(i) for i in range(len(rewards))], rewards, answers, {"train": scores})
+        curves = per_prompt_curves(samples, rules=["pass", "bon:train"])
+        return {"pass_at_k": float(curves["pass"].values[:, k - 1].mean()),
+                "bon_at_k": float(curves["bon:train"].values[:, k - 1].mean())}
+
+    # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate(self, problems: list[Problem] | None = None, n: int | None = None) -> dict:
-        """pass@k, BoN@k (training verifier) and maj@k on held-out problems, every k that is a power of two."""
+        """pass@k, BoN@k (training verifier) and maj@k on held-out problems, every k that is a power of two, through
+        the evaluation core that ``infertune eval`` uses."""
         problems = problems or self.eval_problems
         n = n or self.config.eval_n
         self.model.eval()
@@ -354,12 +326,12 @@ class Trainer:
         scores = self._scores(problems, completions, rewards)
         answers = np.empty((len(problems), n), dtype=object)
         answers[:] = [[self.task.extract(c.text) for c in row] for row in completions]
-        curves = {"pass": pass_curve(rewards), "bon": bon_curve(scores, rewards),
-                  "maj": np.asarray(maj_curve(answers, rewards))}
+        samples = scored_from_arrays([p.id for p in problems], rewards, answers, {"train": scores})
+        curves = per_prompt_curves(samples, EvalConfig(), rules=["pass", "bon:train", "maj"])
         result = {"step": self.step}
-        for name, curve in curves.items():
+        for name, curve in (("pass", curves["pass"]), ("bon", curves["bon:train"]), ("maj", curves["maj"])):
             for k in [2**i for i in range(n.bit_length()) if 2**i <= n]:
-                result[f"{name}@{k}"] = float(curve[:, k - 1].mean())
+                result[f"{name}@{k}"] = float(curve.values[:, k - 1].mean())
         result["distinct"] = float(np.mean([len({c.text for c in row}) for row in completions]))
         return result
 

@@ -1,22 +1,22 @@
 """A small learned reward model: a character-level transformer classifier fitted on a policy's own samples.
 
 This is the outcome reward model of the Best-of-N literature at laptop scale: it reads the prompt and the
-completion and predicts whether the completion is correct, having learned only from labelled samples. It cannot
-execute the arithmetic, so it ranks by what it has picked up (digits matching the prompt, shapes of expressions
-that tend to be right, the target's magnitude): an imperfect verifier for the right reasons, unlike a hand-made
-noisy score.
+completion and predicts whether the completion is correct, having learned only from labelled samples: an imperfect
+verifier for the right reasons, unlike a hand-made noisy score. What it reads is a *view* of the pair, registered by
+the task it belongs to (``infertune.tasks.base.VIEWS``): ``plain`` (prompt and completion), or a task's own, such as
+arith's calculator view.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
 
-from infertune.tasks.base import Problem
+from infertune.tasks.base import VIEWS, Problem
 
 
 @dataclass
@@ -30,30 +30,10 @@ class RewardModelConfig:
     seed: int = 0
 
 
-def completion_text(completion) -> str:
-    return completion if isinstance(completion, str) else completion.text
+def _view(name: str):
+    from infertune import tasks  # noqa: F401 - every task registers its views
 
-
-def plain_view(problem: Problem, completion) -> str:
-    """What the reward model reads by default: the prompt and the completion."""
-    return problem.prompt + completion_text(completion)
-
-
-def arith_calculator_view(problem: Problem, completion) -> str:
-    """Prompt and completion followed by the expression's value, as a reward model with a calculator tool sees it.
-
-    The value makes "does it reach the target" readable; whether every number was used exactly once still has to be
-    learned from the text, which a small model does only in part.
-    """
-    from infertune.tasks.arith import evaluate
-
-    text = completion_text(completion)
-    result = evaluate(text.strip().split("\n")[0].split("=")[0].replace(" ", ""))
-    value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
-    return f"{problem.prompt}{text}|{value}"
-
-
-VIEWS = {"plain": plain_view, "arith-calculator": arith_calculator_view}
+    return VIEWS.get(name)
 
 
 class LearnedRewardModel:
@@ -62,8 +42,7 @@ class LearnedRewardModel:
     name = "learned"
 
     def __init__(self, model, tokenizer, view: str = "plain") -> None:
-        if view not in VIEWS:
-            raise ValueError(f"unknown reward-model view {view!r}; known: {sorted(VIEWS)}")
+        _view(view)  # an unknown view fails here, listing the known ones
         self.model, self.tokenizer, self.view = model.eval(), tokenizer, view
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence, batch_size: int = 1024) -> np.ndarray:
@@ -71,7 +50,7 @@ class LearnedRewardModel:
 
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
-        texts = [VIEWS[self.view](p, c) for p, c in zip(problems, completions)]
+        texts = [_view(self.view)(p, c) for p, c in zip(problems, completions)]
         out = np.empty(len(texts))
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
@@ -82,7 +61,8 @@ class LearnedRewardModel:
 
     @classmethod
     def fit(cls, problems: Sequence[Problem], completions: Sequence, rewards,
-            config: RewardModelConfig | None = None, view: str = "plain") -> "LearnedRewardModel":
+            config: RewardModelConfig | None = None, view: str = "plain",
+            progress: Callable[[int], None] | None = None) -> "LearnedRewardModel":
         """Binary cross-entropy on (prompt + completion, reward), positives re-weighted to balance the classes."""
         import torch
         from transformers import LlamaForSequenceClassification
@@ -99,7 +79,7 @@ class LearnedRewardModel:
                            TinyConfig(hidden_size=config.hidden_size, layers=config.layers, heads=config.heads,
                                       intermediate_size=3 * config.hidden_size, max_positions=256, seed=config.seed),
                            tok, num_labels=1)
-        texts = [VIEWS[view](p, c) for p, c in zip(problems, completions)]
+        texts = [_view(view)(p, c) for p, c in zip(problems, completions)]
         enc = tok(texts, return_tensors="pt", padding=True)
         labels = torch.tensor(y)
         pos_weight = torch.tensor(float((1 - y).sum() / max(y.sum(), 1.0)))
@@ -116,6 +96,8 @@ class LearnedRewardModel:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if progress is not None:
+                progress(1)
         return cls(model, tok, view=view)
 
     def save(self, folder: Path) -> None:

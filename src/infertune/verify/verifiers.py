@@ -34,18 +34,12 @@ class OracleVerifier:
         return np.asarray(self.task.rewards(problems, completions), dtype=np.float64)
 
 
-# Score columns whose value for a sample depends on the prompt's other samples. An estimate of Best-of-k by such a
-# score from n > k samples lets the choice see samples outside the k: it is not what k samples alone would give.
-SAMPLE_DEPENDENT_VERIFIERS = frozenset({"agreement"})
-
-
 class MajorityAgreement:
     """Share of the other samples of the same problem (in the batch) that reached the same answer.
 
     Label-free and often strong; it needs all of a problem's samples in one batch. Unparseable answers score 0.
+    Its registry entry (``infertune.verify.registry``) marks it as comparing samples.
     """
-
-    compares_samples = True  # a sample's score depends on the prompt's other samples
 
     def __init__(self, task: Task, name: str = "agreement") -> None:
         self.task, self.name = task, name
