@@ -18,7 +18,7 @@ import ray
 
 from infertune import tasks
 from infertune.executors.ray_cluster import ray_rewards
-from infertune.tasks.grading.sandbox import capabilities
+from infertune.tasks.grading.sandbox import choose_backend
 
 
 def _warm(_: int) -> int:
@@ -62,7 +62,7 @@ def main() -> None:
         "seconds_1_worker": round(one_s, 2), "seconds_2_workers": round(two_s, 2),
         "programs_per_s_2_workers": round(len(programs) / two_s, 1),
         "speedup_2_workers": round(one_s / two_s, 3), "cpus": os.cpu_count(), "chunk": args.chunk,
-        "fully_isolated": all(capabilities().values()),
+        "sandbox_backend": choose_backend(task.sandbox), "uid": os.getuid(),
     }))
 
 

@@ -25,6 +25,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure and fine-tune language models for the inference strategy they will be used with.")
 
 
+@app.callback()
+def _options(allow_unisolated: bool = typer.Option(
+        False, "--allow-unisolated", help="Where no sandbox isolation works, run model-written code with resource "
+        "limits only instead of refusing (same as INFERTUNE_ALLOW_UNISOLATED=1; see `infertune doctor`).")) -> None:
+    if allow_unisolated:
+        from infertune.workflows import allow_unisolated_runs
+
+        allow_unisolated_runs()
+
+
 def _console() -> Console:
     # Messages carry paths a user copies: soft wrapping never breaks them; tables still fit the terminal.
     return Console(soft_wrap=True)
@@ -180,6 +190,17 @@ def demo(config: DemoConfig = None) -> None:
     with _user_errors(console):
         result = run_demo(config, progress=console_progress(console))
     show_demo(result, console)
+
+
+@app.command()
+def doctor(self_test: bool = typer.Option(True, "--self-test/--no-self-test",
+                                          help="Run the hostile self-test (17 programs, about 10 s).")) -> None:
+    """Which sandbox protections model-written code gets on this machine, a hostile self-test, and what to change."""
+    from infertune.workflows import sandbox_doctor
+
+    diagnosis = sandbox_doctor(self_test=self_test)
+    typer.echo("\n".join(diagnosis.lines()))
+    raise typer.Exit(0 if diagnosis.ok else 1)
 
 
 def main() -> None:

@@ -105,3 +105,17 @@ def train_run(config, progress: Progress | None = None) -> TrainOutcome:
     after = trainer.evaluate()
     trainer.save_model(trainer.dir / "final")
     return TrainOutcome(before, after, trainer.dir / "final", trainer.dir / "train_log.csv", trainer)
+
+
+def sandbox_doctor(self_test: bool = True):
+    """Which sandbox protections model-written code gets on this machine, a hostile self-test, and advice."""
+    from infertune.tasks.grading.doctor import diagnose
+
+    return diagnose(self_test=self_test)
+
+
+def allow_unisolated_runs() -> None:
+    """Let model-written code run with resource limits only where no isolation works (``--allow-unisolated``)."""
+    from infertune.tasks.grading.isolation import allow_unisolated_runs as allow
+
+    allow()

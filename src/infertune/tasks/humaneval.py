@@ -32,8 +32,11 @@ def program_for(problem: Problem, completion: str) -> str:
 class HumanEvalTask(BatchTask):
     name = "humaneval"
 
-    def __init__(self, timeout_s: float = 10.0, memory_mb: int = 512, workers: int | None = None) -> None:
-        self.sandbox = SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb)
+    def __init__(self, timeout_s: float = 10.0, memory_mb: int = 512, workers: int | None = None,
+                 allow_unisolated: bool = False, sandbox_backend: str = "auto") -> None:
+        # allow_unisolated and sandbox_backend are this machine's business: spec() leaves them out of the run.
+        self.sandbox = SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb, allow_unisolated=allow_unisolated,
+                                     backend=sandbox_backend)
         self.workers = workers
         self._problems: list[Problem] | None = None
 

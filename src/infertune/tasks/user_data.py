@@ -88,7 +88,8 @@ def read_parquet(path: Path) -> list[Problem]:
 
 
 class UserDataTask(BatchTask):
-    def __init__(self, path: str, kind: str, timeout_s: float = 10.0, memory_mb: int = 512) -> None:
+    def __init__(self, path: str, kind: str, timeout_s: float = 10.0, memory_mb: int = 512,
+                 allow_unisolated: bool = False, sandbox_backend: str = "auto") -> None:
         if not path:
             raise ValueError(f"{kind} needs a file: {kind}:<path>")
         self.path = Path(path)
@@ -96,7 +97,9 @@ class UserDataTask(BatchTask):
             raise FileNotFoundError(f"{self.path}: no such file")
         self.kind = kind
         self.name = f"{kind}:{path}"
-        self.sandbox = SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb)
+        # allow_unisolated and sandbox_backend are this machine's business: spec() leaves them out of the run.
+        self.sandbox = SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb, allow_unisolated=allow_unisolated,
+                                     backend=sandbox_backend)
         self._problems = read_jsonl(self.path) if kind == "jsonl" else read_parquet(self.path)
 
     def problems(self) -> list[Problem]:

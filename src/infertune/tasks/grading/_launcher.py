@@ -1,14 +1,23 @@
-"""The sandbox's init: isolate, start the untrusted program, and clean up after it.
+"""The sandbox's process side: isolate, start the untrusted program, and make sure nothing outlives it.
 
-Invoked as ``python -I -S _launcher.py SPEC_JSON`` by ``sandbox.py``, so that sandboxes can be started from many
-threads at once (no preexec hook). Standard library only. As root it enters new network and mount namespaces, puts
-fresh tmpfs mounts on every world-writable directory, and becomes the child subreaper; it forks the program, which
-drops to the run's own user id with no way back (no_new_privs) and execs Python. When the program ends, the launcher
-kills and reaps every process left behind, then exits with the program's status (128 + signal if it was killed).
+Invoked by ``sandbox.py`` as ``python -I -S _launcher.py MODE SPEC_JSON`` (no preexec hook, so sandboxes can start
+from many threads at once). Standard library only; ``ctypes`` is imported only where system calls need it, because
+it costs a noticeable share of a short run's start-up. Modes:
+
+- ``isolate``: the direct construction, used as root and, for an ordinary user, when bubblewrap is absent. The
+  launcher unshares mount, network, PID, IPC and UTS namespaces (and a user namespace when not root), then forks the
+  run's init, PID 1 of the new PID namespace. The init builds a new root file system (read-only binds of the system
+  directories and the Python installation, a fresh /proc, a minimal /dev, size-capped tmpfs mounts on /tmp and
+  /dev/shm), pivots into it and detaches the machine's file system, forks the program and exits with its status.
+  When PID 1 exits the kernel kills every process left in the namespace, so nothing outlives the run, whatever it
+  did (setsid, double fork). As root the program also runs as a fresh user id.
+- ``exec``: inside bubblewrap, which has built the same view: set the limits and exec the program.
+- ``plain``: no isolation (explicit opt-in only): the program under the limits, with its process tree killed at the
+  end, as far as it can be found.
+
 A launch failure prints "sandbox-launch-error: ..." and exits 121.
 """
 
-import ctypes
 import json
 import os
 import resource
@@ -16,10 +25,17 @@ import signal
 import sys
 import time
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
-PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE = 1024, 2048, 4096, 16384, 1 << 18
+MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
+ST_NOATIME, ST_NODIRATIME, ST_RELATIME = 1024, 2048, 4096
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+STAGE = "/tmp"  # where the new root is assembled before the pivot; any directory that exists would do
 LAUNCH_ERROR = 121
 
 
@@ -28,72 +44,258 @@ def fail(message):
     os._exit(LAUNCH_ERROR)
 
 
-def leftovers(uid, pgid, me):
-    """Live processes of this run: its user id (root mode) or its process group (otherwise)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                stat = fh.read()
-            state, _ppid, group = stat.rsplit(")", 1)[1].split()[:3]
-            if state == "Z":
-                continue
-            if uid is not None:
-                with open(f"/proc/{name}/status") as fh:
-                    real_uid = next(int(line.split()[1]) for line in fh if line.startswith("Uid:"))
-                if real_uid == uid:
-                    found.append(int(name))
-            elif int(group) == pgid:
-                found.append(int(name))
-        except (OSError, StopIteration, ValueError):
-            continue
+def exit_like(status):
+    """Exit the way the waited-for process did: its exit code, or 128 + the signal that killed it."""
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def read_code(fd):
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def start_program(spec, uid=None):
+    """In the forked child (or inside bwrap): limits, the run's own user id (root only), then exec Python.
+
+    no_new_privs is already set: by the caller, or by bwrap."""
+    try:
+        os.chdir(spec["workdir"])
+        for name, value in spec["limits"].items():
+            resource.setrlimit(getattr(resource, name), (value, value))
+        if uid is not None:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        argv = [spec["python"], "-I", "-B"] + ([] if spec["site_packages"] else ["-S"]) + ["main.py"]
+        os.execve(spec["python"], argv, spec["env"])
+    except BaseException as exc:  # noqa: BLE001 - anything here is a launch failure
+        fail(f"start program: {exc!r}")
+
+
+# --- the direct construction ---------------------------------------------------------------------------------------
+
+
+class Syscalls:
+    """The few system calls Python 3.11 has no wrapper for."""
+
+    def __init__(self):
+        import ctypes
+
+        self.ctypes = ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(self, result, what):
+        if result != 0:
+            fail(f"{what}: {os.strerror(self.ctypes.get_errno())}")
+
+    def mount(self, source, target, fstype, flags, options=None):
+        enc = lambda x: None if x is None else x.encode()  # noqa: E731
+        self.check(self.libc.mount(enc(source), enc(target), enc(fstype), flags, enc(options)),
+                   f"mount {source} on {target}")
+
+    def unshare(self, flags):
+        self.check(self.libc.unshare(flags), "unshare (are namespaces allowed here?)")
+
+    def prctl(self, option, value):
+        self.check(self.libc.prctl(option, value, 0, 0, 0), f"prctl {option}")
+
+    def pivot_root(self, new_root, put_old):
+        number = SYS_PIVOT_ROOT.get(os.uname().machine)
+        if number is None:
+            fail(f"pivot_root: unknown system call number on {os.uname().machine}")
+        self.check(self.libc.syscall(number, new_root.encode(), put_old.encode()), "pivot_root")
+
+    def umount(self, target, flags):
+        self.check(self.libc.umount2(target.encode(), flags), f"umount {target}")
+
+    def drop_capabilities(self):
+        """Empty every capability set: a program that attached to this process would find nothing to use."""
+        c = self.ctypes
+
+        class Header(c.Structure):
+            _fields_ = [("version", c.c_uint32), ("pid", c.c_int)]
+
+        class Data(c.Structure):
+            _fields_ = [("effective", c.c_uint32), ("permitted", c.c_uint32), ("inheritable", c.c_uint32)]
+
+        self.check(self.libc.capset(c.byref(Header(0x20080522, 0)), (Data * 2)()), "capset")
+
+
+def write_file(path, text):
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def mounts_below(mount_id):
+    """Mount points of the mount ``mount_id`` and of every mount stacked inside it, from /proc/self/mountinfo.
+
+    Following parent ids (rather than path prefixes) skips mounts the stage tmpfs hides from view.
+    """
+    children, points = {}, {}
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split()
+            point = fields[4]
+            for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+                point = point.replace(code, char)
+            points[fields[0]] = point
+            children.setdefault(fields[1], []).append(fields[0])
+    found, frontier = [], [mount_id]
+    while frontier:
+        found.extend(points[m] for m in frontier)
+        frontier = [c for m in frontier for c in children.get(m, ())]
     return found
 
 
-def mount(libc, source, target, fstype, flags, options=None):
-    enc = lambda x: None if x is None else x.encode()  # noqa: E731
-    if libc.mount(enc(source), enc(target), enc(fstype), flags, enc(options)) != 0:
-        fail(f"mount {source} on {target}: {os.strerror(ctypes.get_errno())}")
+def stage_mount_id(path):
+    """The id of the topmost mount on ``path`` (the last one listed)."""
+    with open("/proc/self/mountinfo") as fh:
+        return [line.split()[0] for line in fh if line.split()[4] == path][-1]
 
 
-def first_closed_ancestor(path):
-    """The highest directory on the way to ``path`` that other users cannot pass through, or None."""
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts) + 1):
-        ancestor = "/" + "/".join(parts[:i])
-        if not os.stat(ancestor).st_mode & 0o001:
-            return ancestor
-    return None
+def remount_read_only(sys_, mount_id, devices, writable):
+    """Make a mount and every mount inside it read-only and nosuid (nodev too, except the device nodes under
+    ``devices``), keeping the flags a user namespace may not clear; the mount on ``writable`` stays as it is."""
+    for point in mounts_below(mount_id):
+        if point == writable:
+            continue
+        f = os.statvfs(point).f_flag
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | (f & (MS_NODEV | MS_NOEXEC))
+        flags |= 0 if point.startswith(devices + "/") else MS_NODEV
+        flags |= MS_NOATIME if f & ST_NOATIME else (MS_RELATIME if f & ST_RELATIME else MS_STRICTATIME)
+        flags |= MS_NODIRATIME if f & ST_NODIRATIME else 0
+        sys_.mount(None, point, None, flags)
 
 
-def under(path, folder):
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
+def bind(sys_, fd, target, is_dir=True):
+    if is_dir:
+        os.makedirs(target, mode=0o755, exist_ok=True)
+    else:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+    sys_.mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
 
 
-def hide_and_keep_reachable(libc, spec):
-    """Cover world-writable and closed directories with fresh tmpfs mounts, then put the Python installation back.
+def build_root(sys_, spec, code, uid):
+    """Assemble the program's file system under STAGE, then pivot into it and detach the machine's.
 
-    The interpreter may live under a directory the program's user cannot enter (a pyenv under /root) or under one
-    that gets covered (a virtual environment in /tmp). Handles to it are opened before anything is covered and bound
-    back, read-only, at the same paths, so the interpreter and its libraries are found where they were built to be.
+    Everything is opened before STAGE is covered (the Python installation may live under /tmp). The view: system
+    directories and the Python installation bound read-only at their own paths, every other directory absent;
+    a fresh /proc of the new PID namespace; a /dev with only harmless devices; private, size-capped tmpfs mounts on
+    /tmp (holding the work directory) and /dev/shm. Everything but those two is read-only.
     """
-    keep = [p for p in spec["reachable"] if os.path.isdir(p)]
-    handles = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep}
-    closed = sorted({a for a in (first_closed_ancestor(p) for p in keep) if a})
-    covered = [t for t in spec["tmpfs"] if os.path.isdir(t)]
-    for target in covered:
-        mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=1777")
-    for folder in closed:
-        if not any(under(folder, t) for t in covered):
-            mount(libc, "tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec['tmpfs_mb']}m,mode=0755")
-    for path, fd in handles.items():
-        if any(under(path, f) for f in covered + closed):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            mount(libc, f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
-            mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+    sys_.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    dirs = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in spec["binds"]]
+    devs = [(name, os.open(f"/dev/{name}", os.O_PATH)) for name in DEV_NODES if os.path.exists(f"/dev/{name}")]
+    r = STAGE
+    sys_.mount("tmpfs", r, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    stage = stage_mount_id(r)
+    capped = f"size={spec['tmpfs_mb']}m,mode=1777"
+    os.mkdir(r + "/tmp")  # first: a virtual environment under /tmp is then bound on top of it, not hidden by it
+    sys_.mount("tmpfs", r + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, capped)
+    for path, target in spec["symlinks"]:
+        os.makedirs(os.path.dirname(r + path), exist_ok=True)
+        os.symlink(target, r + path)
+    for path, fd in dirs:
+        bind(sys_, fd, r + path)
+    os.mkdir(r + "/dev")
+    sys_.mount("tmpfs", r + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    os.mkdir(r + "/dev/shm")
+    for name, fd in devs:
+        bind(sys_, fd, f"{r}/dev/{name}", is_dir=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{r}/dev/{name}")
+    for _, fd in dirs + devs:
         os.close(fd)
+    os.mkdir(r + "/proc")
+    remount_read_only(sys_, stage, devices=r + "/dev", writable=r + "/tmp")
+    sys_.mount("tmpfs", r + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, capped)
+    sys_.mount("proc", r + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    work = r + spec["workdir"]
+    os.mkdir(work, 0o700)
+    with open(work + "/main.py", "wb") as fh:
+        fh.write(code)
+    if uid is not None:
+        for path in (work, work + "/main.py"):
+            os.chown(path, uid, uid)
+    os.chdir(r)
+    sys_.pivot_root(".", ".")  # the old root ends up stacked on the new one, and is detached right away
+    sys_.umount(".", MNT_DETACH)
+    os.chdir("/")
+
+
+def run_init(sys_, spec, code, uid):
+    """PID 1 of the run: build the view, start the program, reap, and exit with the program's status."""
+    sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the launcher (and so the supervisor) gone: the whole run goes
+    sys_.prctl(PR_SET_DUMPABLE, 0)  # the program cannot attach to the init, which holds capabilities here
+    build_root(sys_, spec, code, uid)
+    program = os.fork()
+    if program == 0:
+        sys_.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        start_program(spec, uid)
+    sys_.drop_capabilities()
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        if pid == program:
+            exit_like(status)  # PID 1 exits: the kernel kills whatever else is left in the namespace
+
+
+def isolate(spec):
+    sys_ = Syscalls()
+    sys_.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the supervisor gone: this launcher goes, and so its init
+    if os.getppid() != spec["parent"]:
+        fail("the supervisor ended before the sandbox started")
+    code = read_code(spec["code_fd"])
+    root = os.geteuid() == 0
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    uid, gid = os.getuid(), os.getgid()
+    sys_.unshare(flags if root else flags | CLONE_NEWUSER)
+    if not root:
+        # Inside, the user keeps its own ids; the capabilities the new namespace grants serve only to build the view.
+        write_file("/proc/self/setgroups", "deny")
+        write_file("/proc/self/uid_map", f"{uid} {uid} 1")
+        write_file("/proc/self/gid_map", f"{gid} {gid} 1")
+    init = os.fork()
+    if init == 0:
+        try:
+            run_init(sys_, spec, code, spec["uid"] if root else None)
+        except BaseException as exc:  # noqa: BLE001 - anything here is a launch failure
+            fail(f"build the sandbox: {exc!r}")
+    while True:
+        try:
+            _, status = os.waitpid(init, 0)
+            exit_like(status)
+        except InterruptedError:
+            continue
+
+
+# --- without isolation ---------------------------------------------------------------------------------------------
+
+
+def descendants(me):
+    """Live processes below ``me`` (orphans come back to ``me``, the subreaper, so the tree holds them all)."""
+    parent = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                state, ppid = fh.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state != "Z":
+            parent[int(name)] = int(ppid)
+    found, frontier = [], {me}
+    while frontier:
+        frontier = {pid for pid, ppid in parent.items() if ppid in frontier}
+        found.extend(frontier)
+    return found
 
 
 def reap_all():
@@ -106,43 +308,16 @@ def reap_all():
             return False
 
 
-def main():
-    spec = json.loads(sys.argv[1])
-    libc = ctypes.CDLL(None, use_errno=True)
-    root = os.geteuid() == 0
-    uid = spec["uid"] if root else None
-    workdir = spec["fallback_dir"]
-    if spec["isolate"] and root:
-        with open(spec["code_path"], "rb") as fh:
-            code = fh.read()
-        if libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0:
-            fail(f"unshare: {os.strerror(ctypes.get_errno())}")
-        mount(libc, "none", "/", None, MS_REC | MS_PRIVATE)
-        hide_and_keep_reachable(libc, spec)
-        workdir = os.path.join(spec["tmpfs"][0], "work")
-        os.mkdir(workdir, 0o700)
-        with open(os.path.join(workdir, "main.py"), "wb") as fh:
-            fh.write(code)
-        for path in (workdir, os.path.join(workdir, "main.py")):
-            os.chown(path, uid, uid)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
+def plain(spec):
+    sys_ = Syscalls()
+    code = read_code(spec["code_fd"])
+    with open(os.path.join(spec["workdir"], "main.py"), "wb") as fh:
+        fh.write(code)
+    sys_.prctl(PR_SET_CHILD_SUBREAPER, 1)
     child = os.fork()
     if child == 0:
-        try:
-            os.chdir(workdir)
-            for name, value in spec["limits"].items():
-                resource.setrlimit(getattr(resource, name), (value, value))
-            if uid is not None:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-            libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-            argv = [spec["python"], "-I", "-B"] + ([] if spec["site_packages"] else ["-S"]) + ["main.py"]
-            os.execve(spec["python"], argv, spec["env"])
-        except BaseException as exc:  # noqa: BLE001 - anything here is a launch failure
-            fail(f"start program: {exc!r}")
-
+        sys_.prctl(PR_SET_NO_NEW_PRIVS, 1)
+        start_program(spec)
     # The supervisor may ask for an early end (timeout, output cap) with SIGTERM: end the program and clean up.
     signal.signal(signal.SIGTERM, lambda *_: os.kill(child, signal.SIGKILL))
     while True:
@@ -151,22 +326,30 @@ def main():
             break
         except InterruptedError:
             continue
-    pgid = os.getpgid(0)
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
-        pids = leftovers(uid, pgid, os.getpid())
+        pids = descendants(os.getpid())
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        done = reap_all()
-        if not pids and done:
+        if reap_all() and not pids:
             break
         time.sleep(0.005)
-    if os.WIFSIGNALED(status):
-        os._exit(128 + os.WTERMSIG(status))
-    os._exit(os.WEXITSTATUS(status))
+    exit_like(status)
+
+
+def main():
+    mode, spec = sys.argv[1], json.loads(sys.argv[2])
+    if mode == "exec":
+        start_program(spec)
+    elif mode == "isolate":
+        isolate(spec)
+    elif mode == "plain":
+        plain(spec)
+    else:
+        fail(f"unknown mode {mode!r}")
 
 
 if __name__ == "__main__":

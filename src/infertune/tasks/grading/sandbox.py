@@ -1,31 +1,36 @@
 """Run untrusted, model-written Python in a separate, limited and isolated process.
 
-What it does, for each program:
-- a fresh process started through a small launcher (``_launcher.py``), in its own session and process group;
-- as root (the CI and the usual container case): a new network namespace with no interfaces up (no network at all),
-  a new mount namespace in which /tmp, /var/tmp, /run/lock and /dev/shm are fresh size-capped tmpfs mounts that
-  vanish with the program, and a fresh, otherwise unused user id, so the program cannot write any file of the
-  machine, cannot read other users' private files or other processes' environments, and its fork count is capped;
-- limits on address space (memory), CPU seconds, processes, open files and file size (setrlimit);
-- an environment with nothing inherited: PATH, HOME, LANG and nothing else; Python in isolated mode (-I);
-- stdout and stderr captured up to a size cap; past it, or past the wall-clock timeout, every process of the run's
-  user id is killed, including those that left the process group; after every run the same sweep leaves nothing.
+Every program runs in a fresh process, started through a small launcher (``_launcher.py``), and gets:
+- its own PID namespace, whose init is the launcher's: when the program ends, on timeout or on output overflow,
+  the init exits and the kernel kills every process the program left, even those that called setsid or double
+  forked; the run also dies when the process that started it dies;
+- its own network namespace (no network, not even the machine's loopback), IPC and UTS namespaces;
+- a new root file system holding only the system directories and the Python installation, read-only; home
+  directories, the repository and everything else are absent; /tmp (with the work directory) and /dev/shm are
+  private, size-capped tmpfs mounts; /dev holds only null, zero, full, random, urandom and tty (``fsview.py``);
+- limits on address space (memory), CPU seconds, processes, open files and file size (setrlimit), no_new_privs;
+- an environment with nothing inherited: PATH, HOME, LANG and nothing else; Python in isolated mode (-I).
+
+How (``isolation.py``): as root, the launcher builds this itself with namespaces and also runs the program as a
+fresh, otherwise unused user id. As an ordinary user, through unprivileged user namespaces: with bubblewrap
+(``bwrap``) when it is installed, otherwise by the launcher itself. When neither works (user namespaces disabled by
+the kernel, no bwrap, not root), ``run`` and ``run_many`` raise ``SandboxUnavailable``, saying why and how to enable
+isolation, unless the caller opted in to unisolated runs; those get only the limits, the clean environment and a
+best-effort kill of the process tree. ``capabilities()`` says which protections apply on this machine, and every
+``SandboxResult`` records its backend and protections.
 
 What it does NOT protect against (read this before running code you would not run on your own laptop):
 - kernel exploits, and anything that needs a hardened kernel boundary: this is not a VM, gVisor or seccomp jail;
-- reading world-readable files of the machine (for example /etc/passwd, the Python standard library, the code of
-  this package): files the machine's users can read, the program can read;
-- using CPU, memory bandwidth and disk I/O up to its limits, which slows other work on the machine;
-- when not run as root (or where namespaces are refused): no network isolation, no private /tmp and no separate user
-  id; only the resource limits, the clean environment and the process-group kill apply. ``capabilities()`` says
-  which protections are active, and ``SandboxResult.isolated`` records it per run.
+  user namespaces expose more kernel code to the program than a plain process sees;
+- reading what the system directories hold (for example /etc/passwd and the Python standard library);
+- using CPU, memory bandwidth and disk I/O up to its limits, which slows other work on the machine.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import secrets
 import selectors
 import shutil
 import signal
@@ -33,22 +38,30 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
+
+from infertune.tasks.grading.fsview import WORKDIR, bwrap_command, view
+from infertune.tasks.grading.isolation import (HOW_TO_OPT_IN, PROTECTIONS, UID_BASE, SandboxUnavailable,
+                                               fresh_uid, kernel_obstacles, protections, requested_backend,
+                                               unavailable_message, unisolated_allowed)
 
 Status = Literal["passed", "failed", "timeout", "memory", "error"]
 
 LAUNCHER = Path(__file__).with_name("_launcher.py")
 LAUNCH_ERROR = 121
-TMPFS_TARGETS = ("/tmp", "/var/tmp", "/run/lock", "/dev/shm")
-UID_BASE = 1_000_000  # sandbox users live far above any real account
+PROBE_PROGRAM = "print('ok')"
+
+__all__ = ["SandboxConfig", "SandboxResult", "SandboxUnavailable", "run", "run_many", "capabilities",
+           "choose_backend", "probe"]
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """What happened to one program."""
+    """What happened to one program, and under which protections it ran."""
 
     status: Status
     returncode: int | None
@@ -56,8 +69,10 @@ class SandboxResult:
     stderr: str
     duration_s: float
     truncated: bool
-    isolated: bool
+    isolated: bool  # ran in namespaces (bwrap or unshare), not merely under limits
     detail: str = ""
+    backend: str = "none"
+    protections: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -66,77 +81,48 @@ class SandboxResult:
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    """Limits of one run; the defaults suit unit tests of short functions."""
+    """Limits of one run and how to isolate it; the defaults suit unit tests of short functions."""
 
-    timeout_s: float = 10.0
-    memory_mb: int = 512
-    max_output_bytes: int = 1 << 20
-    max_processes: int = 32
-    max_file_mb: int = 16
-    tmpfs_mb: int = 64
-    site_packages: bool = False  # the program sees only the standard library unless this is set
+    timeout_s: float = field(default=10.0, metadata={"help": "Wall-clock limit of one program, in seconds."})
+    memory_mb: int = field(default=512, metadata={"help": "Address-space limit of the program, in MB."})
+    max_output_bytes: int = field(default=1 << 20, metadata={"help": "Stdout or stderr past this kills the run."})
+    max_processes: int = field(default=32, metadata={"help": "Processes the program may run at once."})
+    max_file_mb: int = field(default=16, metadata={"help": "Largest file the program may write, in MB."})
+    tmpfs_mb: int = field(default=64, metadata={"help": "Size of each private tmpfs (/tmp, /dev/shm), in MB."})
+    site_packages: bool = field(default=False, metadata={
+        "help": "Let the program import installed packages (read-only); by default only the standard library."})
+    backend: str = field(default="auto", metadata={
+        "help": "auto (bwrap for ordinary users when installed, else unshare), bwrap, unshare, or none "
+                "(no isolation; needs allow_unisolated). $INFERTUNE_SANDBOX_BACKEND overrides auto."})
+    allow_unisolated: bool = field(default=False, metadata={
+        "help": "Run model code with limits only when no isolation works here, instead of refusing "
+                "(also: infertune --allow-unisolated, or INFERTUNE_ALLOW_UNISOLATED=1)."})
 
 
-def capabilities() -> dict[str, bool]:
-    """Which protections this process can give: everything beyond rlimits needs root and namespaces."""
-    root = os.geteuid() == 0
-    return {"resource_limits": True, "clean_environment": True, "kill_process_tree": True,
-            "network_isolation": root, "private_tmp": root, "separate_user": root}
+def run(code: str, timeout_s: float = 10.0, memory_mb: int = 512, *,
+        config: SandboxConfig | None = None) -> SandboxResult:
+    """Run ``code`` as a Python program under the sandbox and report how it ended.
 
-
-def run(code: str, timeout_s: float = 10.0, memory_mb: int = 512, *, config: SandboxConfig | None = None,
-        isolate: bool = True) -> SandboxResult:
-    """Run ``code`` as a Python program under the sandbox and report how it ended."""
+    Raises SandboxUnavailable when no isolation works here and unisolated runs were not allowed.
+    """
     cfg = config or SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb)
-    root = os.geteuid() == 0
-    uid = UID_BASE + secrets.randbelow(1 << 24) if root else None
-    workdir = Path(tempfile.mkdtemp(prefix="infertune-sbx-"))
-    try:
-        code_path = workdir / "main.py"
-        code_path.write_text(code)
-        if uid is not None:
-            # Without namespaces the program runs here, as its own user.
-            os.chown(workdir, uid, uid)
-            os.chown(code_path, uid, uid)
-        home = "/tmp/work" if (isolate and root) else str(workdir)
-        spec = {
-            "code_path": str(code_path),
-            "fallback_dir": str(workdir),
-            "isolate": bool(isolate),
-            "uid": uid,
-            "python": sys.executable,
-            "site_packages": cfg.site_packages,
-            "tmpfs": list(TMPFS_TARGETS),
-            # The interpreter may live where the program's user cannot go (for example under /root).
-            "reachable": sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}),
-            "tmpfs_mb": cfg.tmpfs_mb,
-            "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
-                    "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"},
-            "limits": {
-                "RLIMIT_AS": cfg.memory_mb << 20,
-                "RLIMIT_CPU": int(cfg.timeout_s) + 1,
-                "RLIMIT_NPROC": cfg.max_processes,
-                "RLIMIT_NOFILE": 256,
-                "RLIMIT_FSIZE": cfg.max_file_mb << 20,
-                "RLIMIT_CORE": 0,
-            },
-        }
-        return _supervise(spec, cfg, uid, isolated=bool(isolate and root))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return _execute(code, cfg, choose_backend(cfg))
 
 
 def run_many(programs: Iterable[str], *, config: SandboxConfig | None = None, workers: int | None = None,
              progress=None) -> list[SandboxResult]:
     """Run many programs in parallel, one sandbox each; results in input order.
 
-    Threads suffice: each sandbox is its own process, and the threads only wait on pipes.
+    Threads suffice: each sandbox is its own process, and the threads only wait on pipes. The backend is chosen
+    (and refused, when there is none) once, before any program runs.
     """
+    cfg = config or SandboxConfig()
     programs = list(programs)
+    backend = choose_backend(cfg)
     workers = workers or os.cpu_count() or 1
     results: list[SandboxResult | None] = [None] * len(programs)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run, code, config=config): i for i, code in enumerate(programs)}
+        futures = {pool.submit(_execute, code, cfg, backend): i for i, code in enumerate(programs)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             if progress is not None:
@@ -144,13 +130,139 @@ def run_many(programs: Iterable[str], *, config: SandboxConfig | None = None, wo
     return results  # type: ignore[return-value]
 
 
-def _supervise(spec: dict, cfg: SandboxConfig, uid: int | None, isolated: bool) -> SandboxResult:
+def _root() -> bool:
+    return os.geteuid() == 0
+
+
+@functools.lru_cache(maxsize=None)
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=None)
+def probe(backend: str) -> str | None:
+    """None when ``backend`` isolates programs on this machine, else why not. Runs one trial program, once."""
+    if backend == "bwrap":
+        if _root():
+            return "used for ordinary users only; as root the launcher isolates programs itself (backend unshare)"
+        if _bwrap_path() is None:
+            return "bubblewrap (bwrap) is not installed"
+    if backend == "unshare" and not _root():
+        obstacles = kernel_obstacles()
+        if obstacles:
+            return "; ".join(obstacles)
+    try:
+        result = _execute(PROBE_PROGRAM, SandboxConfig(timeout_s=20.0), backend)
+    except SandboxUnavailable as exc:
+        return str(exc)
+    if result.passed and result.stdout.strip() == "ok":
+        return None
+    return f"a trial run failed ({result.status}): {result.detail or result.stderr.strip()[-300:]}"
+
+
+def choose_backend(config: SandboxConfig) -> str:
+    """The backend runs use: the one asked for, or with "auto" the first that works here (bwrap, then unshare;
+    unshare only as root). Without a working one, "none" if unisolated runs were allowed, else SandboxUnavailable."""
+    wanted = requested_backend(config.backend)
+    allowed = unisolated_allowed(config.allow_unisolated)
+    if wanted == "none":
+        if allowed:
+            return "none"
+        raise SandboxUnavailable(f"sandbox backend 'none' runs model-written code without isolation. {HOW_TO_OPT_IN}")
+    backend, failures = _first_working(wanted)
+    if backend is not None:
+        return backend
+    if wanted == "auto" and allowed:
+        _warn_unisolated()
+        return "none"
+    raise SandboxUnavailable(unavailable_message(failures, requested=None if wanted == "auto" else wanted))
+
+
+def _first_working(wanted: str) -> tuple[str | None, dict[str, str]]:
+    """The first backend that works among those ``wanted`` allows, and why each one before it does not."""
+    candidates = [wanted] if wanted != "auto" else (["unshare"] if _root() else ["bwrap", "unshare"])
+    failures = {}
+    for backend in candidates:
+        why = probe(backend)
+        if why is None:
+            return backend, failures
+        failures[backend] = why
+    return None, failures
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_unisolated() -> None:
+    """Once per process: the caller opted in, but a run without isolation should never go unnoticed."""
+    warnings.warn("model-written code runs WITHOUT isolation (opted in): only resource limits and a clean "
+                  "environment apply. Run `infertune doctor` to see how to enable isolation.", RuntimeWarning,
+                  stacklevel=4)
+
+
+def capabilities(config: SandboxConfig | None = None) -> dict[str, bool]:
+    """Which protections a run with ``config`` gets on this machine (every name in ``isolation.PROTECTIONS``).
+
+    When no isolation works, these are the protections of an opted-in unisolated run.
+    """
+    wanted = requested_backend((config or SandboxConfig()).backend)
+    backend = _first_working(wanted)[0] if wanted != "none" else None
+    have = set(protections(backend or "none", _root()))
+    return {name: name in have for name in PROTECTIONS}
+
+
+def _limits(cfg: SandboxConfig) -> dict[str, int]:
+    return {
+        "RLIMIT_AS": cfg.memory_mb << 20,
+        "RLIMIT_CPU": int(cfg.timeout_s) + 1,
+        "RLIMIT_NPROC": cfg.max_processes,
+        "RLIMIT_NOFILE": 256,
+        "RLIMIT_FSIZE": cfg.max_file_mb << 20,
+        "RLIMIT_CORE": 0,
+    }
+
+
+def _environment(home: str) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+            "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"}
+
+
+def _execute(code: str, cfg: SandboxConfig, backend: str) -> SandboxResult:
+    """One run through ``backend``; the program reaches the launcher (or bwrap) through a memfd, never the disk."""
+    root = _root()
+    spec = {"python": sys.executable, "site_packages": cfg.site_packages, "workdir": WORKDIR,
+            "env": _environment(WORKDIR), "limits": _limits(cfg)}
+    code_fd = os.memfd_create("infertune-program")
+    host_dir = None
+    try:
+        data = code.encode()
+        while data:
+            data = data[os.write(code_fd, data):]
+        os.lseek(code_fd, 0, os.SEEK_SET)
+        if backend == "bwrap":
+            argv = bwrap_command(_bwrap_path(), view(cfg.site_packages), str(LAUNCHER), json.dumps(spec),
+                                 code_fd, cfg.tmpfs_mb, sys.executable)
+        else:
+            spec["code_fd"] = code_fd
+            if backend == "unshare":
+                tree = view(cfg.site_packages)
+                spec.update(symlinks=tree.symlinks, binds=tree.binds, tmpfs_mb=cfg.tmpfs_mb, parent=os.getpid(),
+                            uid=fresh_uid() if root else None)
+                mode = "isolate"
+            else:
+                host_dir = tempfile.mkdtemp(prefix="infertune-sbx-")
+                spec.update(workdir=host_dir, env=_environment(host_dir))
+                mode = "plain"
+            argv = [sys.executable, "-I", "-S", str(LAUNCHER), mode, json.dumps(spec)]
+        return _supervise(argv, code_fd, cfg, backend)
+    finally:
+        os.close(code_fd)
+        if host_dir is not None:
+            shutil.rmtree(host_dir, ignore_errors=True)
+
+
+def _supervise(argv: list[str], code_fd: int, cfg: SandboxConfig, backend: str) -> SandboxResult:
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, close_fds=True, env={}, cwd="/",
-    )
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, close_fds=True, pass_fds=(code_fd,), env={}, cwd="/")
     out, err = bytearray(), bytearray()
     truncated = timed_out = False
     sel = selectors.DefaultSelector()
@@ -172,12 +284,17 @@ def _supervise(spec: dict, cfg: SandboxConfig, uid: int | None, isolated: bool) 
             room = cfg.max_output_bytes - len(key.data)
             key.data.extend(chunk[: max(room, 0)])
             truncated = truncated or len(chunk) > room
+    if not (timed_out or truncated):
+        try:  # the program may have closed its output and still be running
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            timed_out = True
     if timed_out or truncated:
-        _stop(proc, uid)
+        _stop(proc, backend)
     try:
         proc.wait(timeout=10.0)
     except subprocess.TimeoutExpired:
-        _force_kill(proc, uid)
+        _kill_group(proc)
         proc.wait()
     sel.close()
     proc.stdout.close()
@@ -185,8 +302,8 @@ def _supervise(spec: dict, cfg: SandboxConfig, uid: int | None, isolated: bool) 
     stdout = out.decode("utf-8", "replace")
     stderr = err.decode("utf-8", "replace")
     status, detail = _classify(proc.returncode, stderr, timed_out, truncated, cfg)
-    return SandboxResult(status, proc.returncode, stdout, stderr, time.monotonic() - start, truncated, isolated,
-                         detail)
+    return SandboxResult(status, proc.returncode, stdout, stderr, time.monotonic() - start, truncated,
+                         backend != "none", detail, backend, protections(backend, _root()))
 
 
 def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: bool,
@@ -197,6 +314,8 @@ def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: b
         return "error", f"output exceeded {cfg.max_output_bytes} bytes; killed"
     if returncode == LAUNCH_ERROR and "sandbox-launch-error:" in stderr:
         return "error", stderr.strip().splitlines()[-1]
+    if returncode == 1 and stderr.startswith("bwrap: "):  # bubblewrap could not build the sandbox
+        return "error", stderr.splitlines()[0]
     if "MemoryError" in stderr:
         return "memory", f"address-space limit of {cfg.memory_mb} MB exceeded"
     if returncode == 0:
@@ -214,46 +333,43 @@ def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: b
     return "failed", last
 
 
-def _stop(proc: subprocess.Popen, uid: int | None) -> None:
-    """End a run early: kill the program's processes and let the launcher reap them and exit."""
-    if uid is not None:
-        for _ in range(200):
-            pids = processes_of_user(uid)
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.005)
-    else:
+def _stop(proc: subprocess.Popen, backend: str) -> None:
+    """End a run early. Isolated: kill the run's init (the child of the launcher or of bwrap); the kernel takes the
+    whole PID namespace down with it before the launcher can reap it, so once the launcher has exited, nothing of
+    the run is left. Unisolated: ask the launcher, which kills the program's process tree."""
+    if backend == "none":
         try:
-            proc.send_signal(signal.SIGTERM)  # the launcher kills its child and sweeps the process group
+            proc.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             pass
+        return
+    inits = _children(proc.pid)
+    for pid in inits:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if not inits:  # stopped before the init existed: nothing inside can have started yet
+        _kill_group(proc)
 
 
-def _force_kill(proc: subprocess.Popen, uid: int | None) -> None:
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN
+        found = []
+        for entry in os.scandir("/proc"):
+            try:
+                if entry.name.isdigit() and int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1]
+                                                .split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return found
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    _stop(proc, uid)
-
-
-def processes_of_user(uid: int, include_zombies: bool = False) -> list[int]:
-    """PIDs whose real user id is ``uid``."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/status") as fh:
-                fields = dict(line.split(":", 1) for line in fh if ":" in line)
-        except OSError:
-            continue
-        if int(fields.get("Uid", "-1").split()[0]) == uid:
-            if include_zombies or not fields.get("State", "").strip().startswith("Z"):
-                found.append(int(entry.name))
-    return found
