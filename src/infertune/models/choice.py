@@ -14,13 +14,12 @@ import torch
 
 def choose_tokens(logits: torch.Tensor, u: torch.Tensor | None, temperature: float,
                   top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token per row, its temperature-1 log-prob) for logits [rows, vocab] and uniforms u [rows] (float64, in
-    (0, 1); unused at temperature 0, where the most likely token is taken)."""
+    """(token per row, temperature-1 log-probs of the whole vocabulary) for logits [rows, vocab] and uniforms u
+    [rows] (float64, in (0, 1); unused at temperature 0, where the most likely token is taken)."""
     logits = logits.float()
     logp = torch.log_softmax(logits, dim=-1)
     if temperature == 0:
-        tokens = logits.argmax(dim=-1)
-        return tokens, logp.gather(1, tokens[:, None])[:, 0]
+        return logits.argmax(dim=-1), logp
     if u is None:
         raise ValueError("sampling at a temperature above 0 needs one uniform number per row")
     if temperature == 1.0:
@@ -40,4 +39,4 @@ def choose_tokens(logits: torch.Tensor, u: torch.Tensor | None, temperature: flo
     else:
         cdf = probs.cumsum(-1)
         tokens = torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0].clamp(max=last)
-    return tokens, logp.gather(1, tokens[:, None])[:, 0]
+    return tokens, logp

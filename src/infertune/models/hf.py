@@ -15,7 +15,8 @@ its seed, prompt and index only, on either path.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,6 +25,19 @@ from infertune.models.choice import choose_tokens
 from infertune.models.seeding import sample_keys, text_key, uniforms
 
 ATTENTION_MODES = ("auto", "shared", "copy")
+
+
+@dataclass
+class TokenEvent:
+    """One generated token of one sample, as ``HFSampler.stream`` hands it out."""
+
+    prompt: int  # index of the prompt in the call
+    sample: int  # 0 .. n-1 within the prompt (its sample index is start_index + sample)
+    token_id: int
+    logprob: float  # at temperature 1
+    top_logprobs: dict[int, float] = field(default_factory=dict)
+    finish_reason: str | None = None  # "stop" or "length" on the sample's last token
+    completion: Completion | None = None  # the finished sample, on its last token
 
 
 class HFSampler:
@@ -67,31 +81,38 @@ class HFSampler:
 
     def sample(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         """n completions for every prompt, in prompt order and sample-index order."""
+        results: list[list[Completion | None]] = [[None] * params.n for _ in prompts]
+        for event in self.stream(prompts, params):
+            if event.completion is not None:
+                results[event.prompt][event.sample] = event.completion
+        return results  # type: ignore[return-value]
+
+    def stream(self, prompts: Sequence[str], params: SamplingParams) -> Iterator[TokenEvent]:
+        """The same samples as ``sample``, one event per generated token as decoding goes (a prompt's rows advance
+        together; the event of a sample's last token carries its finished ``Completion``)."""
         encoded = self.encode(prompts)
         for i, ids in enumerate(encoded):
             if not ids:
                 raise ValueError(f"prompt {i} encodes to no tokens")
         keys = np.array([text_key(p) for p in prompts], dtype=np.uint64)
-        results: list[list[Completion]] = [[] for _ in prompts]
         per_batch = max(1, self.max_rows // params.n)
-        # Similar lengths together waste less padding; results go back to prompt order.
+        # Similar lengths together waste less padding.
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         for start in range(0, len(order), per_batch):
             batch = order[start : start + per_batch]
-            outs = self._sample_batch([encoded[i] for i in batch], keys[batch], params)
-            for i, completions in zip(batch, outs):
-                results[i] = completions
+            for event in self._decode([encoded[i] for i in batch], keys[batch], params):
+                event.prompt = batch[event.prompt]
+                yield event
             if self.progress is not None:
                 self.progress(len(batch))
-        return results
 
     def _decoder(self, n: int, capacity: int):
         if self.attention == "shared":
             return _SharedPrefixDecoder(self.model, n, capacity)
         return _CopiedCacheDecoder(self.model, n)
 
-    def _sample_batch(self, prompt_ids: list[list[int]], prompt_keys: np.ndarray,
-                      params: SamplingParams) -> list[list[Completion]]:
+    def _decode(self, prompt_ids: list[list[int]], prompt_keys: np.ndarray,
+                params: SamplingParams) -> Iterator[TokenEvent]:
         import torch
 
         n, device = params.n, self.device
@@ -107,12 +128,10 @@ class HFSampler:
         rows = n_prompts * n
         indices = np.tile(np.arange(params.start_index, params.start_index + n), n_prompts)
         keys = sample_keys(params.seed, np.repeat(prompt_keys, n), indices)
-        max_new = params.max_new_tokens
+        max_new, top_k = params.max_new_tokens, params.top_logprobs
         tokens = np.zeros((rows, max_new), dtype=np.int64)
         logprobs = np.zeros((rows, max_new), dtype=np.float64)
-        lengths = np.zeros(rows, dtype=np.int64)
-        finish = ["length"] * rows
-        stop_at: dict[int, int] = {}  # row -> character offset of the first stop string
+        tops: list[list[dict[int, float]]] = [[] for _ in range(rows)]
         eos = np.array(self.eos_ids, dtype=np.int64)
         longest_stop = max((len(s) for s in params.stop), default=0)
         # Each row's next position: its prompt's length, then one more per step.
@@ -121,24 +140,38 @@ class HFSampler:
         decoder = self._decoder(n, max_new)
         with torch.inference_mode():
             logits = decoder.prefill(input_ids, valid).repeat_interleave(n, dim=0)
-            active = np.arange(rows)
-            for step in range(max_new):
+        active = np.arange(rows)
+        for step in range(max_new):
+            with torch.inference_mode():
                 u = None if params.temperature == 0 else torch.from_numpy(uniforms(keys[active], step))
-                chosen, chosen_lp = choose_tokens(logits, u, params.temperature, params.top_p)
-                chosen_np, lp_np = chosen.cpu().numpy(), chosen_lp.double().cpu().numpy()
-                tokens[active, step], logprobs[active, step] = chosen_np, lp_np
-                lengths[active] = step + 1
-                done = np.isin(chosen_np, eos)
-                for j in np.flatnonzero(done):
-                    finish[active[j]] = "stop"
-                if longest_stop:
-                    for j in np.flatnonzero(~done):
-                        row = active[j]
-                        offset = self._stop_offset(tokens[row, : step + 1].tolist(), params.stop, longest_stop)
-                        if offset is not None:
-                            stop_at[row], finish[row], done[j] = offset, "stop", True
-                if done.all() or step == max_new - 1:
-                    break
+                chosen, logp = choose_tokens(logits, u, params.temperature, params.top_p)
+                chosen_np = chosen.cpu().numpy()
+                lp_np = logp.gather(1, chosen[:, None])[:, 0].double().cpu().numpy()
+                if top_k:
+                    top_lp, top_ids = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
+                    for j, row in enumerate(active):
+                        tops[row].append(dict(zip(top_ids[j].tolist(), top_lp[j].double().tolist())))
+            tokens[active, step], logprobs[active, step] = chosen_np, lp_np
+            done = np.isin(chosen_np, eos)
+            finish = np.where(done, "stop", "length" if step == max_new - 1 else "").astype(object)
+            cut: dict[int, int] = {}  # j -> character offset of the first stop string
+            if longest_stop:
+                for j in np.flatnonzero(~done):
+                    offset = self._stop_offset(tokens[active[j], : step + 1].tolist(), params.stop, longest_stop)
+                    if offset is not None:
+                        cut[j], finish[j], done[j] = offset, "stop", True
+            for j, row in enumerate(active):
+                completion = None
+                if finish[j]:
+                    completion = self._completion(tokens[row, : step + 1].tolist(),
+                                                  logprobs[row, : step + 1].tolist(), tops[row], finish[j],
+                                                  cut.get(j), int(indices[row]))
+                yield TokenEvent(prompt=int(row // n), sample=int(row % n), token_id=int(chosen_np[j]),
+                                 logprob=float(lp_np[j]), top_logprobs=tops[row][-1] if top_k else {},
+                                 finish_reason=finish[j] or None, completion=completion)
+            if done.all() or step == max_new - 1:
+                break
+            with torch.inference_mode():
                 if done.any():
                     keep = np.flatnonzero(~done)
                     keep_t = torch.as_tensor(keep, device=device)
@@ -148,17 +181,15 @@ class HFSampler:
                 logits = decoder.step(chosen, next_position)
                 next_position = next_position + 1
 
-        completions: list[list[Completion]] = [[] for _ in range(n_prompts)]
-        for row in range(rows):
-            ids = tokens[row, : lengths[row]].tolist()
-            text_ids = ids[:-1] if finish[row] == "stop" and row not in stop_at else ids
-            text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
-            if row in stop_at:
-                text = text[: stop_at[row]]
-            completions[row // n].append(Completion(text=text, token_ids=ids,
-                                                    logprobs=logprobs[row, : lengths[row]].tolist(),
-                                                    finish_reason=finish[row], index=int(indices[row])))
-        return completions
+    def _completion(self, ids: list[int], logprobs: list[float], tops: list[dict[int, float]], finish: str,
+                    stop_offset: int | None, index: int) -> Completion:
+        """A finished sample: its text ends before an end-of-sequence token or a stop string."""
+        text_ids = ids[:-1] if finish == "stop" and stop_offset is None else ids
+        text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
+        if stop_offset is not None:
+            text = text[:stop_offset]
+        return Completion(text=text, token_ids=ids, logprobs=logprobs, finish_reason=finish, index=index,
+                          top_logprobs=tops)
 
     def _stop_offset(self, ids: list[int], stops: list[str], longest: int) -> int | None:
         """Character offset of the first stop string in the decoded text, once one has appeared."""
