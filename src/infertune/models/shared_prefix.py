@@ -202,7 +202,7 @@ def supports(model) -> str | None:
             return f"{attr} is not supported"
     layers = [m for m in base.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
     if not layers:
-        return "no attention layers with a layer index were found"
+        return "its attention layers are not of the Llama family's form (layer_idx, num_key_value_groups)"
     return None
 
 
