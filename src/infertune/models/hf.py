@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from infertune.models.base import Completion, SamplingParams
-from infertune.models.choice import choose_tokens
+from infertune.models.choice import choose_tokens, top_logprobs
 from infertune.models.seeding import sample_keys, text_key, uniforms
 
 ATTENTION_MODES = ("auto", "shared", "copy")
@@ -144,11 +144,10 @@ class HFSampler:
         for step in range(max_new):
             with torch.inference_mode():
                 u = None if params.temperature == 0 else torch.from_numpy(uniforms(keys[active], step))
-                chosen, logp = choose_tokens(logits, u, params.temperature, params.top_p)
-                chosen_np = chosen.cpu().numpy()
-                lp_np = logp.gather(1, chosen[:, None])[:, 0].double().cpu().numpy()
+                chosen, chosen_lp = choose_tokens(logits, u, params.temperature, params.top_p)
+                chosen_np, lp_np = chosen.cpu().numpy(), chosen_lp.double().cpu().numpy()
                 if top_k:
-                    top_lp, top_ids = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
+                    top_lp, top_ids = top_logprobs(logits, top_k)
                     for j, row in enumerate(active):
                         tops[row].append(dict(zip(top_ids[j].tolist(), top_lp[j].double().tolist())))
             tokens[active, step], logprobs[active, step] = chosen_np, lp_np
@@ -240,14 +239,19 @@ class _CopiedCacheDecoder:
     own cache and attention."""
 
     def __init__(self, model, n: int) -> None:
+        import inspect
+
         self.model, self.n = model, n
         self.cache = self.attention = None
+        base = getattr(model, "get_base_model", lambda: model)()
+        # Only the last position's logits are needed; older model classes compute them all.
+        self.extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
 
     def prefill(self, input_ids, valid):
         attention = valid.long()
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True,
-                         logits_to_keep=1)
+                         **self.extra)
         self.cache = out.past_key_values
         if self.n > 1:
             self.cache.batch_repeat_interleave(self.n)
@@ -259,7 +263,7 @@ class _CopiedCacheDecoder:
 
         self.attention = torch.cat([self.attention, self.attention.new_ones((self.attention.shape[0], 1))], dim=1)
         out = self.model(input_ids=tokens[:, None], attention_mask=self.attention, position_ids=positions[:, None],
-                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+                         past_key_values=self.cache, use_cache=True, **self.extra)
         return out.logits[:, -1, :]
 
     def keep_rows(self, keep) -> None:
