@@ -20,8 +20,9 @@ def _reference(query, keys, values, valid, scaling):
     return (torch.softmax(scores, -1) @ values).transpose(1, 2)
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("drop", [False, True])
-def test_prefix_suffix_attention_equals_attention_over_the_concatenation(drop):
+def test_prefix_suffix_attention_equals_attention_over_the_concatenation(drop, fused):
     g = torch.Generator().manual_seed(0)
     prompts, n, heads, kv_heads, dim, prefix_len, suffix_len = 3, 4, 6, 2, 16, 11, 5
     rows = prompts * n
@@ -42,11 +43,12 @@ def test_prefix_suffix_attention_equals_attention_over_the_concatenation(drop):
     values = torch.cat([prefix_v[owner], suffix_v], 2)
     full_valid = torch.cat([valid[owner], torch.ones(len(owner), suffix_len, dtype=torch.bool)], 1)
     expected = _reference(query, keys, values, full_valid, 0.25)
-    got = prefix_suffix_attention(query, prefix_k, prefix_v, valid, suffix_k, suffix_v, n, slots, 0.25)
+    bias = torch.zeros(valid.shape, dtype=torch.float64).masked_fill(~valid, float("-inf"))[:, None, None, :]
+    got = prefix_suffix_attention(query, prefix_k, prefix_v, bias, suffix_k, suffix_v, n, slots, 0.25, fused)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-12)
-    got32 = prefix_suffix_attention(query.float(), prefix_k.float(), prefix_v.float(), valid, suffix_k.float(),
-                                    suffix_v.float(), n, slots, 0.25)
+    got32 = prefix_suffix_attention(query.float(), prefix_k.float(), prefix_v.float(), bias.float(),
+                                    suffix_k.float(), suffix_v.float(), n, slots, 0.25, fused)
     assert (got32.double() - expected).abs().max() < 1e-5
 
 
