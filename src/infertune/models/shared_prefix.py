@@ -68,7 +68,10 @@ class SharedPrefixKV:
             return
         for store in (self.suffix_k, self.suffix_v):
             for layer, buffer in store.items():
-                store[layer] = buffer.index_select(0, keep)
+                # Only the filled positions are copied: a long buffer of a short suffix costs little to compact.
+                kept = buffer.new_empty((keep.numel(), *buffer.shape[1:]))
+                kept[:, :, : self.length] = buffer[:, :, : self.length].index_select(0, keep)
+                store[layer] = kept
         slots = self.slots if self.slots is not None else torch.arange(rows, device=keep.device)
         self.slots = slots.index_select(0, keep)
 
