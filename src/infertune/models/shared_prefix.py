@@ -106,19 +106,20 @@ def _fused_kernel():
 
 def partial_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | None,
                       scaling: float, fused: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention over one part of the keys: (normalised output [B, H, Lq, D], log-sum-exp [B, H, Lq, 1]).
+    """Softmax attention over one part of the keys: (normalised output [B, H, Lq, D], log-sum-exp [B, H, Lq, 1]
+    in float32 or wider).
 
     The fused kernel never materialises the scores (ten times faster than matmuls and a softmax on a 2,048-token
     prefix here); elsewhere the same is computed with matmuls."""
     kernel = _fused_kernel() if fused and query.device.type == "cpu" else None
     if kernel is not None:
         out, lse = kernel(query, key, value, 0.0, False, attn_mask=bias, scale=scaling)[:2]
-        return out, lse[..., None].to(out.dtype)
+        return out, lse[..., None].to(torch.promote_types(lse.dtype, torch.float32))
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     if bias is not None:
         scores = scores + bias
-    lse = torch.logsumexp(scores, -1, keepdim=True)
-    return torch.matmul(torch.exp(scores - lse), value), lse
+    lse = torch.logsumexp(scores.to(torch.promote_types(scores.dtype, torch.float32)), -1, keepdim=True)
+    return torch.matmul(torch.exp(scores - lse).to(value.dtype), value), lse
 
 
 def prefix_suffix_attention(query: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor,
@@ -152,10 +153,11 @@ def prefix_suffix_attention(query: torch.Tensor, prefix_k: torch.Tensor, prefix_
     p_out, p_lse = to_rows(p_out), to_rows(p_lse)
     # Suffix: each row against its own generated tokens.
     s_out, s_lse = partial_attention(q, suffix_k, suffix_v, None, scaling, fused)
-    # Combine the two softmaxes by their log-sum-exps.
+    # Combine the two softmaxes by their log-sum-exps (in float32 at least, whatever the model's dtype).
     lse = torch.logaddexp(p_lse, s_lse)
-    out = p_out * torch.exp(p_lse - lse) + s_out * torch.exp(s_lse - lse)
-    return out.reshape(rows, 1, heads, head_dim)
+    wide = torch.promote_types(query.dtype, torch.float32)
+    out = p_out.to(wide) * torch.exp(p_lse - lse).to(wide) + s_out.to(wide) * torch.exp(s_lse - lse).to(wide)
+    return out.to(query.dtype).reshape(rows, 1, heads, head_dim)
 
 
 def prompt_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, valid: torch.Tensor | None,
