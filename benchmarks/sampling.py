@@ -10,16 +10,16 @@ The limit: a causal LM needs about 2 FLOP per parameter per generated token (eve
 the output head included), so no sampler can beat ``matmul_flops / (2 * parameters)`` tokens per second on this
 machine, where matmul_flops is the best fp32 matrix-product rate measured here, in this run (before every round,
 the best kept), on the model's own weight shapes with many rows (and on a large square product; the higher of the
-two counts). Attention, sampling
-and Python are extra work that the limit does not credit. fraction_of_limit = ours / limit.
+two counts). Attention, sampling and Python are extra work that the limit does not credit.
+fraction_of_limit = ours / limit.
 
-Rows: tiny, smollm2 (with ``copy_tokens_per_s``: our sampler with the prompt's cache copied n times, the pre-Hydragen
-path), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its tokens/s over the
-256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a one-token call), and
+Rows: tiny, smollm2 (with ``copy_tokens_per_s``: our sampler with the prompt's cache copied n times, the
+pre-Hydragen path), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its tokens/s over
+the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a one-token call), and
 ``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token prompt costs as many
-FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row:
-the same GGUF file and workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache.
-Every row records the load average before and after it. Prints a JSON list as its last line.
+FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With
+``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
+workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records the load average before and after it. Prints a JSON list as its last line.
 """
 
 from __future__ import annotations
