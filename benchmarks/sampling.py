@@ -19,7 +19,8 @@ the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (ti
 ``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token prompt costs as many
 FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With
 ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
-workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records the load average before and after it. Prints a JSON list as its last line.
+workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
+the load average before and after it. Prints a JSON list as its last line.
 """
 
 from __future__ import annotations
