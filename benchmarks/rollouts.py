@@ -79,8 +79,8 @@ def interval(result) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-prompts", type=int, default=8)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--candidate-prompts", type=int, default=16)

@@ -196,7 +196,7 @@ def test_step_telemetry_of_a_hand_made_batch():
     t = step_telemetry(rewards, scores, answers, answers, weights, k=2, balance_target=2)
     assert t["prompts"] == 3 and t["samples"] == 9
     assert t["nonzero_prompts"] == pytest.approx(1 / 3) and t["nonzero_samples"] == pytest.approx(4 / 9)
-    assert t["reward"] == pytest.approx(5 / 9)
+    assert t["reward"] == pytest.approx((1 / 2 + 0 + 1) / 3)  # each prompt once
     assert t["pass_at_k"] == pytest.approx((1 - 1 / 6 + 0 + 1) / 3)  # pass@2 of 2-of-4 correct is 5/6
     assert t["distinct_correct"] == pytest.approx((2 + 0 + 2) / 3)
     # Prompt 1: the verifier's top pick (0.9) is right; prompt 3: all tied and all right; prompt 2 has nothing.

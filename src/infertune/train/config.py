@@ -75,8 +75,8 @@ class RolloutRecipe:
                 "history sooner)."})
     auto_temperature: bool = field(default=False, metadata={
         "help": "B-STaR's rule: every temperature_every steps, sample probe prompts at the current temperature and "
-                "one temperature_step either side, and train on at the one with the highest balance score. "
-                "Held-out checks keep --temperature."})
+                "one temperature_step either side, and sample the next steps at the one whose samples have the highest "
+                "balance score. Held-out checks keep --temperature."})
     temperature_step: float = field(default=0.1, metadata={"help": "Auto-temperature: distance between candidates."})
     min_temperature: float = field(default=0.3, metadata={"help": "Auto-temperature: lowest temperature."})
     max_temperature: float = field(default=1.5, metadata={"help": "Auto-temperature: highest temperature."})

@@ -6,8 +6,8 @@ trainer (policy and anchor) uses to re-score samples.
 
 With ``entropy=True`` it also returns, without gradient, the exact entropy of π_T(· | x, y_<t) at every position of
 the completion: −Σ_v π_T(v) log π_T(v) over the whole vocabulary, from the same logits. Averaged over sampled tokens
-this is the entropy of the distribution the samples were actually drawn from (the training telemetry's ``entropy``),
-not −log π_1 of the drawn tokens (a one-sample estimate of it, and of the T = 1 distribution at that).
+this is the entropy of the distribution the samples were actually drawn from (the training telemetry's
+``entropy``), not −log π_1 of the drawn tokens (a one-sample estimate of it, and of the T = 1 distribution at that).
 """
 
 from __future__ import annotations

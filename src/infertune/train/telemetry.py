@@ -3,13 +3,14 @@ the verifier pick well. Pure functions of one step's per-prompt rows (prompts ma
 
 - ``nonzero_prompts`` / ``nonzero_samples``: the share of sampled prompts whose weights are not all zero, and the
   share of the step's samples that belong to them (the part of the sample budget that moved the policy).
-- ``reward``: the mean reward of the samples; ``pass_at_k``, ``bon_at_k``: unbiased pass@k and Best-of-k (training
-  verifier) of each prompt's samples through the evaluation core, averaged over prompts.
+- ``reward``, ``pass_at_k``, ``bon_at_k``: each prompt's mean reward, unbiased pass@k and Best-of-k (training
+  verifier) of its samples (the curves through the evaluation core), averaged over prompts, each prompt once (a
+  prompt given more samples by the allocation does not count more; these are figures of the prompts chosen).
 - ``distinct_correct``: distinct extracted answers among a prompt's correct samples, averaged over prompts.
 - ``selection_accuracy``: how often the verifier's pick among all of a prompt's samples is right when some sample
   is: Σ BoN@n_i / Σ pass@n_i over prompts (ties in the score averaged); 1 when the verifier is the reward.
 - ``balance``: B-STaR's balance score (below).
-- ``entropy`` (computed by the trainer, ``logprobs.token_entropy``): the exact entropy of softmax(logits/T) at
+- ``entropy`` (computed by the trainer: ``sequence_logprobs(..., entropy=True)``): the exact entropy of softmax(logits/T) at
   every sampled position, averaged over the sampled tokens: the entropy of the distribution actually sampled.
 
 B-STaR's balance score (Zeng et al. 2024, "B-STaR: Monitoring and Balancing Exploration and Exploitation in
@@ -19,8 +20,8 @@ them correct, query i scores min(n'_i / n*, 1) · n'_i / n_i. The first factor r
 correct samples, n* of them), the second exploitation (the selection is mostly correct). The score of a
 configuration is the mean over queries at the threshold that maximises it. Here the "reward model" is the training
 verifier (the reward itself by default, where every selected sample is correct and only exploration counts); τ runs
-over every distinct score (the selection only changes there), and a prompt with nothing selected scores 0 (B-STaR
-always adds the reference solution to the pool, so none of its queries is empty). B-STaR also caps the samples kept
+over every distinct score (the selection only changes there), and a prompt with nothing selected scores 0 (B-STaR's
+released code adds each query's reference solution to its pool, so its queries are rarely empty). B-STaR also caps the samples kept
 per query to reach a target data size; the trainer keeps no such cap.
 """
 
@@ -32,7 +33,7 @@ from infertune.evaluation import per_prompt_curves
 from infertune.store import scored_from_arrays
 
 TELEMETRY_FIELDS = ["temperature", "prompts", "samples", "nonzero_prompts", "nonzero_samples", "reward", "pass_at_k",
-              "bon_at_k", "distinct_correct", "selection_accuracy", "balance", "entropy"]
+                    "bon_at_k", "distinct_correct", "selection_accuracy", "balance", "entropy"]
 
 
 def nonzero_gradient(weight_rows) -> np.ndarray:
@@ -112,7 +113,7 @@ def step_telemetry(rewards_rows, scores_rows, answers_rows, texts_rows, weight_r
     return {
         "prompts": len(rewards_rows), "samples": int(sizes.sum()),
         "nonzero_prompts": float(nonzero.mean()), "nonzero_samples": float(sizes[nonzero].sum() / sizes.sum()),
-        "reward": float(np.concatenate([np.asarray(r, dtype=np.float64) for r in rewards_rows]).mean()),
+        "reward": float(np.mean([np.mean(r) for r in rewards_rows])),
         "pass_at_k": float(curves["pass_at_k"].mean()), "bon_at_k": float(curves["bon_at_k"].mean()),
         "distinct_correct": float(distinct_correct(rewards_rows, answers_rows).mean()),
         "selection_accuracy": float(curves["bon_at_n"].sum() / reachable) if reachable > 0 else float("nan"),
