@@ -52,16 +52,17 @@ def _user_errors(console: Console):
 
 @app.command()
 @with_config(ReportConfig)
-def report(run: Path = typer.Argument(..., help="Run folder holding a sample store."),
+def report(run: Path = typer.Argument(..., help="Run folder holding a sample store, or a training run's folder."),
            config: ReportConfig = None) -> None:
-    """Tables and plots of pass@k, BoN@k, maj@k and weighted maj@k for every k, with bootstrap intervals."""
-    from infertune.report import build_report
+    """Tables and plots of pass@k, BoN@k, maj@k and weighted maj@k for every k, with bootstrap intervals; on a
+    training run's folder, its telemetry per step (telemetry.png)."""
+    from infertune.report import report_run
     from infertune.views import show_report
 
     console = _console()
     with _user_errors(console):
-        with console.status("estimating curves"):
-            result = build_report(run, config)
+        with console.status("reading the run"):
+            result = report_run(run, config)
     show_report(result, console)
 
 
