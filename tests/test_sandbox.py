@@ -5,6 +5,7 @@ throughput are in test_sandbox_paths.py."""
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 import textwrap
@@ -123,8 +124,15 @@ def test_the_program_sees_only_the_sandbox():
 
 
 def test_a_python_installed_under_tmp_is_bound_above_the_private_tmp(tmp_path):
+    """A virtual environment under /tmp (here: pytest's tmp_path) must stay visible above the run's private /tmp.
+
+    The fresh environment reaches this one's packages through a .pth file, so that the driver can import
+    infertune (whose task registry needs numpy) without installing anything."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    purelib = venv / "lib" / version / "site-packages"
+    (purelib / "outer.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     src = Path(sandbox.__file__).resolve().parents[3]
     driver = ("from infertune.tasks.grading.sandbox import SandboxConfig, run\n"
               "r = run('import sys; print(sys.prefix)', config=SandboxConfig(site_packages=True))\n"
