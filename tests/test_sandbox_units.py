@@ -1,5 +1,5 @@
 """The sandbox's parts that need no sandbox: the seccomp program (run through a small BPF interpreter), the file
-system view, the protections a run claims, and the memory cgroup's discovery."""
+system view, the protections a run claims, the memory cgroup's discovery and the harness's source handling."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from infertune.tasks.grading import cgroup, fsview, syscall_filter
+from infertune.tasks.grading import cgroup, fsview, harness, syscall_filter
 from infertune.tasks.grading.isolation import PROTECTIONS, Applied, protections
 from infertune.tasks.grading.syscall_filter import (AUDIT_ARCH, CLONE_NEWUSER, ENOSYS, EPERM, NUMBERS, RET_ALLOW,
                                                     RET_ERRNO, RET_KILL_PROCESS)
@@ -112,3 +112,10 @@ def test_cgroup_discovery_finds_a_delegated_v1_memory_group_and_a_v2_group_with_
 def test_an_explicit_cgroup_that_cannot_be_used_is_an_error_that_says_why(tmp_path):
     with pytest.raises(ValueError, match="not a cgroup folder"):
         cgroup._explicit(str(tmp_path))
+
+
+def test_the_harness_carries_any_source_unchanged():
+    source = "s = 'a\\nb' + \"\"\"{x}\"\"\"\nprint(s, '\u00e9')\n"
+    program = harness.wrap(source)
+    compile(program, "main.py", "exec")
+    assert eval(program.rsplit("_infertune_harness(", 1)[1].rsplit(")", 1)[0]) == source
