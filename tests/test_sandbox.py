@@ -524,3 +524,18 @@ def test_an_unencodable_program_is_an_error_of_its_own_not_of_the_batch():
     results = sandbox.run_many(["print(1)", "print('\ud800')"], config=SandboxConfig(timeout_s=5), workers=2)
     assert [r.status for r in results] == ["passed", "error"]
     assert "UTF-8" in results[1].detail
+
+
+def test_the_hostile_bait_is_safe_on_a_shared_machine(tmp_path):
+    with hostile.bait(repo=tmp_path) as b:
+        assert all(s.getsockname()[0] == "127.0.0.1" for s in b.servers if s.family == socket.AF_INET)
+        for place, folder in b.places.items():
+            for entry in folder.iterdir():  # what others can list holds nothing they could write to
+                if b.token in entry.name:
+                    assert not entry.stat().st_mode & 0o002 and not entry.stat().st_mode & 0o004, entry
+        canary = b.canary("repo")
+        target = tmp_path / "outside.txt"
+        target.write_text("not the canary's business")
+        (canary / "link").symlink_to(target)
+        problems = hostile.harm_done(b, sandbox.SandboxResult("passed", 0, "", "", 0.0, False, True))
+        assert any("changed" in p for p in problems) and "not the canary" not in " ".join(problems)
