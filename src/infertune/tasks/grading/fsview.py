@@ -97,9 +97,9 @@ def home_folders() -> set[str]:
 
 
 def visible_homes(tree: View) -> list[str]:
-    """The bound paths that lie in a home folder: empty when home folders are hidden."""
+    """The bound paths (as the program sees them) that lie in a home folder: empty when home folders are hidden."""
     homes = home_folders()
-    return [path for path in tree.binds if any(under(os.path.realpath(path), home) for home in homes)]
+    return [path for path in tree.binds if any(under(path, home) for home in homes)]
 
 
 def bwrap_command(bwrap: str, tree: View, launcher: str, spec_json: str, root: bool) -> list[str]:

@@ -121,17 +121,18 @@ def kernel_obstacles() -> list[str]:
     return found
 
 
+DOCTOR_CHECKS = "`infertune doctor` checks the result."
 HOW_TO_ISOLATE = (
     "To isolate model-written code, do one of: install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; "
     "Fedora: sudo dnf install bubblewrap; Arch: sudo pacman -S bubblewrap); allow unprivileged user namespaces "
     "(sudo sysctl -w kernel.unprivileged_userns_clone=1 on Debian, user.max_user_namespaces > 0 elsewhere, "
     "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu); or run as root in a container that allows "
-    "namespaces. `infertune doctor` checks the result."
+    "namespaces."
 )
 
 
 def how_to_isolate(root: bool, bwrap_installed: bool) -> str:
-    """What to change, for this machine: installing bubblewrap is no advice where it is installed (and failed)."""
+    """What to change on this machine: installing bubblewrap is no advice where it is installed (and failed)."""
     if not bwrap_installed:
         advice = HOW_TO_ISOLATE
     else:
@@ -140,11 +141,10 @@ def how_to_isolate(root: bool, bwrap_installed: bool) -> str:
                   "kernel.unprivileged_userns_clone=1 on Debian, user.max_user_namespaces > 0 elsewhere, "
                   "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu, or an AppArmor profile for bwrap).")
     if root:
-        advice += (" As root in a container: give it CAP_SYS_ADMIN and a seccomp profile that allows unshare and "
-                   "mount (docker run --cap-add SYS_ADMIN --security-opt seccomp=unconfined), or allow it user "
-                   "namespaces for bubblewrap.")
-    return advice + ("" if advice.endswith("`infertune doctor` checks the result.") else
-                     " `infertune doctor` checks the result.")
+        advice += (" As root in a container: give it CAP_SYS_ADMIN (docker run --cap-add SYS_ADMIN; where its "
+                   "seccomp or AppArmor profile still refuses unshare or mount, relax that too), or let it create "
+                   "user namespaces for bubblewrap.")
+    return f"{advice} {DOCTOR_CHECKS}"
 
 
 HOW_TO_OPT_IN = (
