@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from infertune import tasks
-from infertune.tasks.grading import hostile
+from infertune.tasks.grading import cgroup, hostile
 from infertune.tasks.grading.isolation import SandboxUnavailable
 from infertune.tasks.grading.sandbox import SandboxConfig, run
 
@@ -115,7 +115,9 @@ def orphaned(backend: str) -> dict:
     left = hostile.processes_with(token)
     for pid in left:  # do not leave a sleeper behind even when the check fails
         os.kill(pid, 9)
-    return {"backend": backend, "started": started, "left": left,
+    base = cgroup.available()  # the next process to look sweeps the killed supervisor's memory cgroup away
+    stale = [str(p) for p in base.path.glob(f"infertune-{supervisor.pid}-*")] if base else []
+    return {"backend": backend, "started": started, "left": left, "stale_groups": stale,
             "gone_after_s": round(time.monotonic() - killed_at, 3)}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 import sys
 
 import pytest
@@ -107,6 +108,18 @@ def test_cgroup_discovery_finds_a_delegated_v1_memory_group_and_a_v2_group_with_
     assert cgroup._candidates() == [cgroup.Base(v1, 1)]
     monkeypatch.setattr(cgroup, "_own_groups", lambda: {"": "/user/app"})
     assert cgroup._candidates() == []
+
+
+def test_groups_of_dead_supervisors_are_swept_and_live_ones_kept(tmp_path):
+    """A supervisor killed with SIGKILL cannot remove its run's group; the next process to look removes it."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, mine, other = (tmp_path / f"infertune-{dead.pid}-ab12", tmp_path / f"infertune-{os.getpid()}-cd34",
+                          tmp_path / "unrelated-1-2")
+    for path in (stale, mine, other):
+        path.mkdir()
+    assert cgroup.sweep(cgroup.Base(tmp_path, 1)) == [stale]
+    assert not stale.exists() and mine.exists() and other.exists()
 
 
 def test_an_explicit_cgroup_that_cannot_be_used_is_an_error_that_says_why(tmp_path):

@@ -143,7 +143,8 @@ def _explicit(folder: str) -> Base:
 
 @functools.lru_cache(maxsize=1)
 def available() -> Base | None:
-    """The folder runs make their groups in, or None. Found once per process; a trial group is made and removed.
+    """The folder runs make their groups in, or None. Found once per process; a trial group is made and removed,
+    and the empty groups of supervisors that were killed before they could remove theirs are swept away.
 
     Raises ValueError when ``$INFERTUNE_CGROUP`` is set but cannot be used: asked for, it must not be skipped.
     """
@@ -156,8 +157,28 @@ def available() -> Base | None:
             if folder:
                 raise ValueError(f"${ENV_CGROUP}={folder}: a trial memory cgroup could not be made there")
             continue
+        sweep(base)
         return base
     return None
+
+
+def sweep(base: Base) -> list[Path]:
+    """Remove the groups in ``base`` left by supervisors that no longer run (killed with SIGKILL, say); a group
+    that still holds a process, or whose supervisor's pid is alive, stays. Returns what was removed."""
+    removed = []
+    for path in base.path.glob("infertune-*-*"):
+        try:
+            pid = int(path.name.split("-")[1])
+        except ValueError:
+            continue
+        if pid == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        try:
+            path.rmdir()  # fails, and keeps the group, while a process is in it
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
 
 
 class RunGroup:
