@@ -178,10 +178,7 @@ def synthetic(out: Path = typer.Argument(..., help="Run folder to write the synt
 def demo(config: DemoConfig = None) -> None:
     """The main job: does fine-tuning for Best-of-N beat the base model and ordinary RL at Best-of-N?
 
-    Builds (or reuses) a base model and a learned verifier, fine-tunes copies with RL for one sample (on the reward,
-    and on the verifier's score) and for Best-of-N (the exact Best-of-k gradient, selecting by the verifier or by
-    the reward), evaluates every model on test problems through the sample store and the evaluation core, and
-    prints the table, the comparisons with method-level intervals and the findings. Resumes where it stopped.
+    Base model, learned verifier, RL for one sample (on the reward and on the verifier's score) against the exact Best-of-k gradient (selecting by the verifier, or by the reward), all evaluated on test problems through the sample store; the table, the comparisons with method-level intervals and the findings. Resumes where it stopped.
     """
     from infertune.demo import run_demo
     from infertune.views import show_demo
