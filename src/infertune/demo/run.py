@@ -44,13 +44,31 @@ ARMS = [  # (label, objective, selects by, optimises)
     ("bon-exact/reward", "bon-exact", "reward", "task"),
 ]
 RLB_ARM = ("bon-rlb", "bon-rlb", "reward", "task")
+# Each arm's learning rate, the best of {2e-4, 4e-4, 8e-4} on the forms setting's validation problems
+# (benchmarks/demo_recipe.py, fine-tuning seed index 100, which the demo never uses).
+DEFAULT_ARM_LRS = "rloo=2e-4,rl-v=2e-4,bon-exact/verifier=2e-4,bon-exact/reward=2e-4"
 
 
 def default_recipe() -> TrainRecipe:
-    """The fine-tuning recipe of every arm, chosen on the forms setting's validation problems
-    (benchmarks/demo_recipe.py): 50 steps x 16 prompts x 32 samples = 25,600 completions per run."""
-    return TrainRecipe(n=32, k=8, temperature=1.0, max_new_tokens=16, steps=50, batch_prompts=16, micro_batch=512,
+    """The fine-tuning budget of every arm: 25 steps x 16 prompts x 32 samples = 12,800 completions per run (what
+    four arms x three seeds fit in 15 minutes on 2 cores). The learning rate is each arm's own, chosen on the forms
+    setting's validation problems (``DemoConfig.arm_lrs``, benchmarks/demo_recipe.py)."""
+    return TrainRecipe(n=32, k=8, temperature=1.0, max_new_tokens=16, steps=25, batch_prompts=16, micro_batch=512,
                        lr=2e-4)
+
+
+def parse_arm_lrs(text: str) -> dict[str, float]:
+    """``label=lr,label=lr`` -> {label: lr}, with a clear error for anything else."""
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        label, sep, value = item.partition("=")
+        try:
+            out[label.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or out.get(label.strip(), 0) <= 0:
+            raise ValueError(f"arm_lrs: expected label=learning_rate (positive), got {item!r}")
+    return out
 
 
 @dataclass
@@ -74,6 +92,9 @@ class DemoConfig:
         "help": "Temperatures for the base-at-its-best-temperature control (chosen on validation), repeatable."})
     seed: int = field(default=0, metadata={
         "help": "Seed of the whole demo: problems, base initialisation, verifier and fine-tuning seeds."})
+    arm_lrs: str = field(default=DEFAULT_ARM_LRS, metadata={
+        "help": "Learning rate per arm (label=lr, comma-separated), each chosen on validation problems; an arm not "
+                "listed uses --lr."})
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
@@ -83,6 +104,12 @@ class DemoConfig:
             raise ValueError(f"summary_k must lie in 1..eval_n, got {self.summary_k} with eval_n={self.eval_n}")
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
             raise ValueError("temperatures must be positive")
+        unknown = set(parse_arm_lrs(self.arm_lrs)) - {a[0] for a in ARMS + [RLB_ARM]}
+        if unknown:
+            raise ValueError(f"arm_lrs names unknown arms: {', '.join(sorted(unknown))}")
+
+    def lr_for(self, label: str) -> float:
+        return parse_arm_lrs(self.arm_lrs).get(label, self.recipe.lr)
 
     def resolved(self) -> "DemoConfig":
         """The quick preset shrinks sizes (same pipeline); everything else is as given."""
@@ -188,7 +215,10 @@ def fit_verifier(config: DemoConfig, setting: Setting, problems: Problems, base:
     scores = verifier(held_p, held_c)
     quality = verifier_quality(scores, held_r)
     quality.update(verifier.describe())
-    bare = np.array([c.text.strip() == str(p.target.get("target")) if isinstance(p.target, dict) else False
+    from infertune.tasks.forms import states_bare_target
+
+    bare = np.array([isinstance(p.target, dict) and "target" in p.target and states_bare_target(c.text,
+                                                                                                p.target["target"])
                      for p, c in zip(held_p, held_c)])
     if bare.any():
         quality["blind_spot"] = {
@@ -235,14 +265,14 @@ def evaluate(model, tokenizer, problems: list, task, verifier, config: DemoConfi
 
 def mechanism_counts(problems: list, completions: list) -> dict:
     """Per problem: the share of samples in each solution form (forms setting) and stating the bare target."""
-    from infertune.tasks.forms import FORMS, answer_form
+    from infertune.tasks.forms import FORMS, answer_form, states_bare_target
 
     if not problems or not isinstance(problems[0].target, dict) or "form" not in problems[0].target:
         return {}
     shares = np.zeros((len(problems), len(FORMS) + 1))
     for i, (p, row) in enumerate(zip(problems, completions)):
         for c in row:
-            if c.text.strip() == str(p.target["target"]):
+            if states_bare_target(c.text, p.target["target"]):
                 shares[i, len(FORMS)] += 1
                 continue
             form = answer_form(c.text, p.target["digits"])
@@ -259,7 +289,7 @@ def fine_tune(config: DemoConfig, setting: Setting, problems: Problems, base: Pa
     model, tok = load_model(base)
     k = 1 if objective == "rloo" else recipe.k
     train_config = TrainConfig(
-        **{**asdict(recipe), "k": k}, task=problems.train_task.name, objective=objective,
+        **{**asdict(recipe), "k": k, "lr": config.lr_for(label)}, task=problems.train_task.name, objective=objective,
         verifier="learned" if selects_by == "verifier" or optimises == "verifier" else "reward", reward=optimises,
         eval_prompts=0, seed=config.seed * 1000 + seed_index, checkpoint_every=max(1, recipe.steps // 2),
         out=str(out))
@@ -273,12 +303,36 @@ def fine_tune(config: DemoConfig, setting: Setting, problems: Problems, base: Pa
     return trainer.model, tok
 
 
+MANIFEST_VERSION = 3  # bump when a stage's outputs change meaning
+
+
+def claim_output_folder(config: DemoConfig, out: Path) -> None:
+    """Resume only what this configuration wrote: the folder's manifest records the configuration its stages ran
+    with, and a different one is refused (naming the fields) rather than mixed into the results."""
+    wanted = {k: v for k, v in json.loads(json.dumps(asdict(config), default=str)).items() if k != "out"}
+    wanted["manifest_version"] = MANIFEST_VERSION
+    path = out / "manifest.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+        if differ:
+            raise ValueError(f"{out} holds a demo run with another configuration ({', '.join(differ)} differ); "
+                             "choose another --out or delete the folder")
+        return
+    if any((out / "evals").glob("*.npz")) or (out / "verifier.json").exists():
+        raise ValueError(f"{out} holds results without a manifest (an older demo); choose another --out or delete "
+                         "the folder")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(wanted, indent=1))
+
+
 def run_demo(config: DemoConfig, progress: Progress | None = None) -> dict:
     """Run (or resume) the whole demo; returns the results written to results.json."""
     progress = progress or NullProgress()
     config = config.resolved()
     setting = get_setting(config.setting)
     out = Path(config.out)
+    claim_output_folder(config, out)
     (out / "evals").mkdir(parents=True, exist_ok=True)
     stages = Stages()
     started = time.perf_counter()

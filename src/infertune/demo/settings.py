@@ -57,15 +57,25 @@ def _forms_problems(seed: int, validation: int, test: int) -> Problems:
 
 
 def _balanced_first(problems: list[Problem], count: int) -> list[Problem]:
-    """``count`` problems with the forms as even as the pool allows (it was drawn balanced, so the first ones are)."""
+    """``count`` problems with the forms as even as the pool allows (it was drawn balanced, so the first ones are),
+    at most one per digit tuple: problems that share their digits are not independent draws, and the intervals
+    treat problems as independent."""
     by_form: dict[int, list[Problem]] = {}
     for p in problems:
         by_form.setdefault(p.metadata["form"], []).append(p)
     out: list[Problem] = []
-    while len(out) < count:
+    used: set[tuple] = set()
+    while len(out) < count and any(by_form.values()):
         for form in sorted(by_form):
-            if by_form[form] and len(out) < count:
-                out.append(by_form[form].pop(0))
+            while by_form[form] and len(out) < count:
+                p = by_form[form].pop(0)
+                digits = tuple(p.target["digits"])
+                if digits not in used:
+                    used.add(digits)
+                    out.append(p)
+                    break
+    if len(out) < count:
+        raise ValueError(f"only {len(out)} problems with distinct digits in this split; asked for {count}")
     return out
 
 

@@ -19,7 +19,8 @@ def show_demo_result(result: dict, console: Console) -> None:
     ks = sorted({1, 8, k} & {r["k"] for r in result["summary"]} | {k})
     table = Table(title=f"{result['setting']} setting: test accuracy ({cfg['eval_prompts']} problems x "
                         f"{cfg['eval_n']} samples, {cfg['seeds']} fine-tuning seed(s))",
-                  caption="± half the 95% interval over problems and fine-tuning seeds (exact bounds in results.json)",
+                  caption=("± half the 95% interval over problems"
+                           + (" and fine-tuning seeds" if cfg["seeds"] > 1 else "") + " (exact bounds in results.json)"),
                   title_justify="left", caption_justify="left")
     table.add_column("model", no_wrap=True, style="bold")
     for metric in ("pass", "bon"):

@@ -189,6 +189,12 @@ class FormsTask(Task):
         return {"name": self.name, **asdict(self.config)}
 
 
+def states_bare_target(completion: str, target: int) -> bool:
+    """Whether an answer is the target written as a bare number (zero-padded or not): the verifier's blind spot."""
+    text = completion.strip()
+    return text.isdigit() and int(text) == int(target)
+
+
 def answer_form(completion: str, digits: list[int]) -> int | None:
     """Which of the four forms an answer is (over the problem's digits), or None (another expression, a bare number,
     unparseable): what the demo counts to show the prior over forms."""
