@@ -149,6 +149,8 @@ class ArithTask(Task):
     def __init__(self, **options) -> None:
         self.config = ArithConfig(**options)
         self._problems: list[Problem] | None = None
+        # A compact answer is one line of an expression: steps end at operators. Natural answers reason in prose.
+        self.step_format = "operators" if self.config.style == "compact" else "blank-line"
 
     def problems(self) -> list[Problem]:
         if self._problems is None:
@@ -170,6 +172,12 @@ class ArithTask(Task):
         if expression is None:
             return 0.0
         return float(check(expression, problem.target["numbers"], problem.target["target"], self.config.ops))
+
+    def revision_prompt(self, problem: Problem, attempts: list[str]) -> str:
+        """Compact style: earlier expressions follow the prompt, each ended by '|' (``3479:24=3*4+7+9|``)."""
+        if self.config.style != "compact":
+            return super().revision_prompt(problem, attempts)
+        return problem.prompt + "".join(a.strip().replace("\n", " ") + "|" for a in attempts)
 
     def spec(self) -> dict:
         from dataclasses import asdict
