@@ -96,19 +96,22 @@ def outcome_verifier(base: Path, log: Callable[[str], None] = print, prompts: in
 
 
 def process_verifier(base: Path, log: Callable[[str], None] = print, prompts: int = 800, rollouts: int = 16,
-                     steps: int = 800) -> Path:
+                     steps: int = 800, view: str = "arith-calculator", answers: int = 4) -> Path:
     """The PRM: Monte-Carlo labels from the base's rollouts on training problems; AUC per step on held-out
     training problems in quality.json."""
     from infertune.verify.prm_labels import PRMTrainConfig, fit_prm
 
-    folder = _cached("prm", {"prompts": prompts, "rollouts": rollouts, "steps": steps, "v": 1})
+    settings = {"prompts": prompts, "rollouts": rollouts, "steps": steps, "v": 1}
+    if (view, answers) != ("arith-calculator", 4):
+        settings.update(view=view, answers=answers)
+    folder = _cached("prm", settings)
     if (folder / "model" / "prm.json").exists():
         return folder / "model"
     train, _, _ = splits()
     sampler = _sampler(base)
     prm, report = fit_prm(arith(), train[:prompts], train[prompts : prompts + 200], sampler,
-                          PRMTrainConfig(answers=4, rollouts=rollouts, temperature=1.0, max_new_tokens=16,
-                                         train_steps=steps, view="arith-calculator"), log=log)
+                          PRMTrainConfig(answers=answers, rollouts=rollouts, temperature=1.0, max_new_tokens=16,
+                                         train_steps=steps, view=view), log=log)
     prm.save(folder / "tmp-model")
     (folder / "tmp-model").rename(folder / "model")
     (folder / "quality.json").write_text(json.dumps(report, indent=1))

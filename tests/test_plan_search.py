@@ -53,16 +53,17 @@ def test_plan_runs_search_and_revisions_into_stores_and_values_them(setup):
     described = result.strategies
     assert {"parallel", "beam", "lookahead", "revise"} <= set(described)
     folders = sorted(p.name for p in (run / "strategies").iterdir())
-    assert folders == ["beam-k0-M2-wmaj-prm-N2-T1", "lookahead-k1-M2-wmaj-prm-N2-T1", "revise-T1-w2"]
+    assert [f.rsplit("-", 1)[0] for f in folders] == ["beam-k0-M2-wmaj-prm-N2-T1", "lookahead-k1-M2-wmaj-prm-N2-T1",
+                                                      "revise-T1-w2"]
     pool = SampleStore(run).read()
     for name in folders:
         store = SampleStore(run / "strategies" / name)
         table = store.read()
-        per_prompt = 2 if name != "revise-T1-w2" else 4  # search: 2 runs; revisions: 2 chains x 2 attempts
+        per_prompt = 4 if name.startswith("revise") else 2  # search: 2 runs; revisions: 2 chains x 2 attempts
         assert table.num_rows == 24 * per_prompt
         assert table.column("reward").null_count == 0 and table.column("num_tokens").null_count == 0
         assert set(table.column("seed").to_pylist()).isdisjoint(set(pool.column("seed").to_pylist()))
-        assert store.meta()["kind"] in ("search", "revise")
+        assert store.meta()["kind"] in ("search", "revise") and store.meta()["identity"]["policy"] == "tiny"
     # Re-planning finds every run stored: nothing is sampled again.
     before = {name: SampleStore(run / "strategies" / name).shards() for name in folders}
     again = plan_run(SampleStore(run), config)
@@ -125,3 +126,23 @@ def test_eval_plan_applies_search_and_revision_bins(setup, tmp_path, method):
                 assert problems[pid].reference not in x["prompt"][len(problems[pid].prompt):]
     summary = json.loads((out / "applied-plan" / "summary.json").read_text())
     assert summary["mean_tokens"] == pytest.approx(np.mean([r["tokens"] for r in rows]))
+
+
+def test_a_strategy_store_refuses_runs_with_other_models(setup, tmp_path):
+    from infertune.planning import Strategy
+    from infertune.planning.runs import open_policy, run_search
+    from infertune.store import StoreError
+    from infertune.tasks import load
+    from infertune.verify.prm import ProcessRewardModel
+
+    root, _ = setup
+    task = load("arith", size=40)
+    prm = ProcessRewardModel.load(root / "prm")
+    store = SampleStore(tmp_path / "beam")
+    strategy = Strategy(1.0, "wmaj:prm", 2, "beam", width=2)
+    problems = task.problems()[:2]
+    run_search(store, task, problems, open_policy("tiny"), prm, strategy, runs=1, seed=0, max_steps=2,
+               max_step_tokens=3, identity={"prm": "first"})
+    with pytest.raises(StoreError, match="were made with"):
+        run_search(store, task, problems, open_policy("tiny"), prm, strategy, runs=1, seed=0, max_steps=2,
+                   max_step_tokens=3, identity={"prm": "second"})

@@ -192,8 +192,8 @@ def test_token_costs_per_prompt_are_what_the_plan_spends():
 def test_the_guard_never_leaves_a_plan_worse_than_uniform_best_of_n():
     """Strategies that are pure noise per prompt look good within a bin on the prompts that chose them and are
     worse than Best-of-N on others. Cross-validation does not show the adaptive plan beating uniform Best-of-N,
-    so the saved plan is uniform Best-of-N at the largest N the budget affords (one bin, no probes), and the
-    guarded procedure's cross-validated accuracy is no worse than the unguarded one's."""
+    so the saved plan is uniform Best-of-N at the best N the budget affords (one bin, no probes), and the guarded
+    procedure's cross-validated accuracy is no worse than the unguarded one's."""
     rng = np.random.default_rng(0)
     n_prompts = 200
     hardness = rng.random(n_prompts)  # says nothing about the prompt
@@ -210,6 +210,20 @@ def test_the_guard_never_leaves_a_plan_worse_than_uniform_best_of_n():
     assert guarded.probe is None and guarded.guard["folds_uniform"] == 5
     assert guarded.adaptive_accuracy >= unguarded.adaptive_accuracy
     assert guarded.efficiency_ratio == pytest.approx(1.0)
+
+
+def test_the_fallback_is_the_best_uniform_n_within_the_budget_not_the_largest():
+    """With an imperfect verifier Best-of-N can fall as N grows; the guard's uniform plan takes the most accurate
+    N the budget affords."""
+    rng = np.random.default_rng(1)
+    n_prompts = 100
+    bon = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)]
+    noise = [Strategy(1.0, "maj", 1) for _ in range(20)]
+    values = np.concatenate([np.tile([0.3, 0.5, 0.45, 0.4], (n_prompts, 1)),
+                             (rng.random((n_prompts, 20)) < 0.2).astype(float)], axis=1)
+    table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
+    result = plan(table, rng.random(n_prompts), budget=4, folds=5, seed=0)
+    assert result.guard["plan_is_uniform"] and result.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 2))]
 
 
 def test_the_guard_keeps_a_plan_that_beats_uniform():

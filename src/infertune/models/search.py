@@ -3,8 +3,8 @@
 Beam search with budget N and width M: sample N first steps; keep the N/M partial answers the PRM values highest;
 give each M continuations (one step each); repeat until no partial answer is left, or until answers have
 ``max_steps`` steps (then the unfinished ones are answers as they stand). Finished answers are collected as they appear, and the final answer is
-chosen among them by the PRM's aggregated score of the whole answer: the best one, or (``weighted``) the answer
-whose candidates' scores sum highest (Best-of-N weighted). Lookahead search is beam search in which a partial answer
+chosen among them by a verifier's score of the whole answer (the PRM's aggregate by default, or an outcome
+verifier): the best one, or (``weighted``) the answer whose candidates' scores sum highest (Best-of-N weighted). Lookahead search is beam search in which a partial answer
 is valued by the PRM at the end of a greedy (temperature 0) rollout of k more steps instead of at its own end.
 
 Compute is counted in generated tokens: every step sampled, including candidates that are dropped or duplicates,
@@ -93,7 +93,7 @@ class SearchConfig:
 @dataclass
 class SearchResult:
     text: str  # the chosen answer
-    score: float  # its aggregated PRM score
+    score: float  # its score by the final verifier (the PRM's aggregate unless another is given)
     tokens: int  # generated tokens charged, rollouts included
     rollout_tokens: int  # of which lookahead rollouts
     answers: int  # finished answers it chose among
@@ -101,10 +101,12 @@ class SearchResult:
 
 
 def search(problems: Sequence, prompts: Sequence[str], sampler: StepSampler, prm, config: SearchConfig, *,
-           run: int = 0, answer: Callable[[str], str | None] | None = None) -> list[SearchResult]:
+           run: int = 0, answer: Callable[[str], str | None] | None = None,
+           final: Callable | None = None) -> list[SearchResult]:
     """Run the search once per problem (all problems batched together). ``prompts`` are the texts completions
     continue (the rendered questions); ``prm`` has ``score_prefixes(problems, prefixes)`` and scores whole answers
-    when called; ``answer`` maps an answer to what weighted selection counts as the same answer."""
+    when called; ``final`` (default: the PRM) scores the finished answers the final choice is made among;
+    ``answer`` maps an answer to what weighted selection counts as the same answer."""
     if len(problems) != len(prompts):
         raise ValueError(f"{len(problems)} problems but {len(prompts)} prompts")
     count = len(problems)
@@ -150,7 +152,7 @@ def search(problems: Sequence, prompts: Sequence[str], sampler: StepSampler, prm
         for (i, text), row in zip(kept, out):
             candidates[i].extend((text + s.text, s.finished) for s in row)
             tokens[i] += sum(s.tokens for s in row)
-    return _select(problems, done, prm, config, answer, tokens, rollout_tokens, rounds)
+    return _select(problems, done, final or prm, config, answer, tokens, rollout_tokens, rounds)
 
 
 def _lookahead_values(problems, prompts, sampler, prm, flat, config: SearchConfig):
@@ -174,11 +176,12 @@ def _lookahead_values(problems, prompts, sampler, prm, flat, config: SearchConfi
     return prm.score_prefixes([problems[i] for i, _ in flat], ends), spent
 
 
-def _select(problems, done, prm, config: SearchConfig, answer, tokens, rollout_tokens, rounds) -> list[SearchResult]:
-    """The final answer of each problem among its finished candidates, by the PRM's aggregated score."""
+def _select(problems, done, verifier, config: SearchConfig, answer, tokens, rollout_tokens,
+            rounds) -> list[SearchResult]:
+    """The final answer of each problem among its finished candidates, by the verifier's score of whole answers."""
     flat_p = [problems[i] for i, row in enumerate(done) for _ in row]
     flat_t = [t for row in done for t in row]
-    scores = np.asarray(prm(flat_p, flat_t), dtype=np.float64) if flat_t else np.zeros(0)
+    scores = np.asarray(verifier(flat_p, flat_t), dtype=np.float64) if flat_t else np.zeros(0)
     results, at = [], 0
     for i, row in enumerate(done):
         s = scores[at : at + len(row)]

@@ -46,8 +46,9 @@ class TestTimePlan:
         """Score columns applying the plan reads: the probe verifier and the selection rules' verifiers (search
         selects by its PRM internally)."""
         needed = {self.verifier} if self.probe_samples else set()
-        needed |= {s.rule.split(":", 1)[1] for s in self.strategies
-                   if ":" in s.rule and s.method in ("parallel", "revise")}
+        needed |= {s.rule.split(":", 1)[1] for s in self.strategies if ":" in s.rule and
+                   (s.method in ("parallel", "revise") or s.rule.split(":", 1)[1] not in ("prm", "prm-min",
+                                                                                        "prm-prod"))}
         return needed
 
     def strategy_for(self, hardness: np.ndarray) -> list[Strategy]:
@@ -198,7 +199,7 @@ def _apply_parallel(config, plan: TestTimePlan, chosen: dict, store, task, sampl
 
 def _apply_runs(config, plan: TestTimePlan, chosen: dict, task, open_policy, verifiers, log) -> dict:
     """Search and revision strategies, each run into a store of its own under RUN/strategies/."""
-    from infertune.planning.runs import run_revisions, run_search, store_name, strategy_dir
+    from infertune.planning.runs import PRM_AGGREGATES, run_revisions, run_search, store_name, strategy_dir
     from infertune.scoring import score_store
     from infertune.store import SampleStore
     from infertune.verify.prm import ProcessRewardModel
@@ -218,9 +219,11 @@ def _apply_runs(config, plan: TestTimePlan, chosen: dict, task, open_policy, ver
             prm = prm or ProcessRewardModel.load(Path(comp["prm"]))
             log(f"{s.label()} for {len(todo)} prompts")
             target = SampleStore(folder / store_name(s))
+            chooser = s.rule.split(":", 1)[1]
+            final = next((v for v in verifiers if v.name == chooser), None)
             run_search(target, task, todo, policy, prm, s, runs=1, seed=config.seed,
                        max_steps=int(comp.get("max_steps", 16)), max_step_tokens=int(comp.get("max_step_tokens", 32)),
-                       log=log)
+                       final=final if chooser not in PRM_AGGREGATES else None, log=log)
             score_store(target, task, [])
             rows = _rows(target, task.name, s.temperature)
             for pid in members:

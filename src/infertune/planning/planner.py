@@ -13,7 +13,8 @@ in the same unit.
 Choices are cross-validated: prompts are split into folds, and the strategy applied to a fold's prompts is chosen
 from the other folds only. A guard keeps the plan from being worse than the baseline it is compared with: within
 each fold's training prompts an inner cross-validation asks whether the adaptive plan beats uniform Best-of-N at
-its spend, and where it does not, the fold gets uniform Best-of-N at the largest N the budget affords. The reported
+its spend, and where it does not, the fold gets uniform Best-of-N at the N (within the budget) most accurate on
+its training prompts. The reported
 accuracy is that of the whole procedure, guard included; the saved plan applies the same rule to every prompt.
 """
 
@@ -103,10 +104,14 @@ def _uniform_by_n(pb: _Problem, train: np.ndarray) -> dict[int, int]:
 
 
 def _uniform_fallback(pb: _Problem, train: np.ndarray) -> int:
-    """Uniform Best-of-N at the largest N whose cost on the training prompts fits the budget (N = 1 if none)."""
+    """Uniform Best-of-N at the N that is most accurate on the training prompts among those whose cost there fits
+    the budget (the cheapest of equals; N = 1 if none fits): with an imperfect verifier, Best-of-N can fall as N
+    grows, and the largest affordable N need not be the best."""
     by_n = _uniform_by_n(pb, train)
-    fits = [n for n, i in by_n.items() if pb.plain[train, i].mean() <= pb.budget * (1 + 1e-9)]
-    return by_n[max(fits) if fits else min(by_n)]
+    fits = [n for n, i in by_n.items() if pb.plain[train, i].mean() <= pb.budget * (1 + 1e-9)] or [min(by_n)]
+    accuracy = {n: pb.values[train, by_n[n]].mean() for n in fits}
+    best = max(accuracy.values())
+    return by_n[min(n for n in fits if accuracy[n] >= best - 1e-12)]
 
 
 @dataclass

@@ -16,6 +16,7 @@ of the samples that chose it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,11 +25,12 @@ from typing import Callable, Sequence
 from infertune.models.revise import RevisionConfig, revision_chains
 from infertune.models.search import HFStepSampler, SearchConfig, search
 from infertune.planning.strategies import ChainLayout, Strategy
-from infertune.store import Sample, SampleStore
+from infertune.store import Sample, SampleStore, StoreError
 from infertune.tasks import Problem, Task
 from infertune.tasks.steps import step_format
 
 STRATEGY_DIR = "strategies"
+PRM_AGGREGATES = {"prm": "last", "prm-min": "min", "prm-prod": "prod"}  # verifier names of a PRM's aggregates
 
 
 @dataclass
@@ -59,26 +61,51 @@ def strategy_seed(seed: int, name: str) -> int:
     return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
-def store_name(strategy: Strategy, window: int | None = None) -> str:
-    """Folder name of a strategy's store: a search strategy's own, a revision family's shared one."""
+def store_name(strategy: Strategy, window: int | None = None, identity: dict | None = None) -> str:
+    """Folder name of a strategy's store: a search strategy's own, a revision family's shared one; ``identity``
+    (the models it runs with) adds a short fingerprint, so runs with another PRM or reviser never mix."""
     if strategy.method == "revise":
-        return f"revise-T{strategy.temperature:g}-w{window}"
-    raw = f"{strategy.method}-k{strategy.lookahead}-M{strategy.width}-{strategy.rule}-N{strategy.n}-T{strategy.temperature:g}"
+        raw = f"revise-T{strategy.temperature:g}-w{window}"
+    else:
+        raw = (f"{strategy.method}-k{strategy.lookahead}-M{strategy.width}-{strategy.rule}-N{strategy.n}"
+               f"-T{strategy.temperature:g}")
+    if identity:
+        raw += "-" + hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=3).hexdigest()
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)
+
+
+def _claim(store: SampleStore, identity: dict) -> None:
+    """A store holds runs of one configuration: resuming with other models or settings is an error."""
+    recorded = store.meta().get("identity")
+    if recorded is not None and recorded != identity:
+        raise StoreError(f"{store.path}: these runs were made with {recorded}, not {identity}; remove the folder "
+                         "or use another run")
 
 
 def run_search(store: SampleStore, task: Task, problems: Sequence[Problem], policy: Policy, prm,
                strategy: Strategy, *, runs: int, seed: int, max_steps: int = 16, max_step_tokens: int = 32,
-               batch: int = 64, log: Callable[[str], None] = lambda message: None) -> dict:
-    """Runs 0 .. runs − 1 of a search strategy on every problem that lacks them."""
+               final=None, identity: dict | None = None, batch: int = 64,
+               log: Callable[[str], None] = lambda message: None) -> dict:
+    """Runs 0 .. runs − 1 of a search strategy on every problem that lacks them. The strategy's rule names the
+    verifier of the final choice: the PRM, or ``final`` (a verifier of that name)."""
     if strategy.method not in ("beam", "lookahead"):
         raise ValueError(f"{strategy.label()} is not a search strategy")
+    chooser = strategy.rule.split(":", 1)[1]
+    if final is None and chooser in PRM_AGGREGATES:
+        final = prm.with_aggregate(PRM_AGGREGATES[chooser])
+    if final is None or final.name != chooser:
+        raise ValueError(f"{strategy.label()}: its answers are chosen by {chooser!r}, which is neither the PRM "
+                         f"({prm.name}) nor the verifier given")
     config = SearchConfig(n=strategy.n, width=strategy.width, lookahead=strategy.lookahead,
                           temperature=strategy.temperature, max_steps=max_steps, max_step_tokens=max_step_tokens,
                           select="weighted" if strategy.rule.startswith("wmaj") else "best",
                           seed=strategy_seed(seed, store_name(strategy)))
+    identity = {**(identity or {}), "policy": policy.name, "final": final.name, "seed": config.seed,
+                "max_steps": max_steps, "max_step_tokens": max_step_tokens}
+    _claim(store, identity)
     store.init(task_spec=task.spec(), model=policy.name, strategy=asdict(strategy), search=asdict(config),
-               prm={"view": prm.view, "steps": prm.steps, "aggregate": prm.aggregate}, kind="search")
+               prm={"view": prm.view, "steps": prm.steps, "aggregate": prm.aggregate}, identity=identity,
+               kind="search")
     sampler = HFStepSampler(policy.sampler, step_format(task.step_format))
     done = store.keys()
     written = tokens = 0
@@ -88,12 +115,12 @@ def run_search(store: SampleStore, task: Task, problems: Sequence[Problem], poli
             for start in range(0, len(todo), batch):
                 chunk = todo[start : start + batch]
                 results = search(chunk, [policy.render(p) for p in chunk], sampler, prm, config, run=r,
-                                 answer=task.extract)
+                                 answer=task.extract, final=final)
                 for p, res in zip(chunk, results):
                     written += writer.write(Sample(task=task.name, prompt_id=p.id, sample_index=r,
                                                    temperature=float(strategy.temperature), prompt=policy.render(p),
                                                    completion=res.text, seed=config.seed, num_tokens=res.tokens,
-                                                   scores={prm.name: res.score}))
+                                                   scores={final.name: res.score}))
                     tokens += res.tokens
                 writer.flush()
                 log(f"{strategy.label()}: run {r}, {start + len(chunk)}/{len(todo)} prompts")
@@ -101,15 +128,18 @@ def run_search(store: SampleStore, task: Task, problems: Sequence[Problem], poli
 
 
 def run_revisions(store: SampleStore, task: Task, problems: Sequence[Problem], policy: Policy, reviser: Policy,
-                  layout: ChainLayout, *, seed: int, max_new_tokens: int = 32, batch: int = 64,
-                  log: Callable[[str], None] = lambda message: None) -> dict:
+                  layout: ChainLayout, *, seed: int, max_new_tokens: int = 32, identity: dict | None = None,
+                  batch: int = 64, log: Callable[[str], None] = lambda message: None) -> dict:
     """C_max chains of L_max attempts for every problem that lacks them."""
     name = f"revise-T{layout.temperature:g}-w{layout.window}"
     config = RevisionConfig(chains=layout.chains, length=layout.attempts, window=layout.window,
                             temperature=layout.temperature, max_new_tokens=max_new_tokens,
                             seed=strategy_seed(seed, name))
+    identity = {**(identity or {}), "policy": policy.name, "reviser": reviser.name, "seed": config.seed,
+                "chains": layout.chains, "attempts": layout.attempts, "max_new_tokens": max_new_tokens}
+    _claim(store, identity)
     store.init(task_spec=task.spec(), model=policy.name, reviser=reviser.name, revisions=asdict(config),
-               kind="revise")
+               identity=identity, kind="revise")
     per_prompt = layout.chains * layout.attempts
     have: dict[str, int] = {}
     for task_name, pid, temperature, _ in store.keys():

@@ -56,6 +56,9 @@ class PlanConfig:
     lookahead: int = field(default=1, metadata={"help": "Rollout steps k of the lookahead strategies (0: none)."})
     lookahead_budgets: list[int] = field(default_factory=lambda: [4, 8], metadata={
         "help": "N of the lookahead strategies, repeatable."})
+    search_select: str = field(default="wmaj:prm", metadata={
+        "help": "How search chooses its final answer: wmaj:<verifier> (weighted Best-of-N) or bon:<verifier>, by "
+                "the PRM (prm, prm-min, prm-prod) or a verifier of --score-with (e.g. learned)."})
     search_runs: int = field(default=2, metadata={
         "help": "Independent runs of each search strategy per prompt (its per-prompt value is their mean)."})
     max_steps: int = field(default=16, metadata={"help": "Most steps of a searched answer."})
@@ -82,6 +85,8 @@ class PlanConfig:
             raise ValueError(f"unit must be auto, tokens or samples, got {self.unit!r}")
         if any(n % self.width for n in self.search_budgets + self.lookahead_budgets):
             raise ValueError(f"search budgets must be multiples of the width {self.width}")
+        if self.search_select.split(":", 1)[0] not in ("wmaj", "bon") or ":" not in self.search_select:
+            raise ValueError(f"search_select must be wmaj:<verifier> or bon:<verifier>, got {self.search_select!r}")
 
 
 @dataclass
@@ -116,7 +121,8 @@ def _read_pool(store):
 def strategy_tables(store, config: PlanConfig, task, prompt_ids: list[str], temperature: float, unit: str,
                     log=lambda message: None) -> list[StrategyTable]:
     """Run (or resume) and value the search and revision strategies the config asks for."""
-    from infertune.planning.runs import open_policy, run_revisions, run_search, store_name, strategy_dir
+    from infertune.planning.runs import PRM_AGGREGATES, open_policy, run_revisions, run_search, store_name
+    from infertune.planning.runs import strategy_dir
     from infertune.scoring import score_store
     from infertune.store import SampleStore
     from infertune.verify import build_verifier
@@ -131,26 +137,37 @@ def strategy_tables(store, config: PlanConfig, task, prompt_ids: list[str], temp
     policy = open_policy(meta.get("model", "tiny"), chat=bool(meta.get("chat_template")))
     tables = []
     folder = strategy_dir(store.path)
+    verifiers = {v.name: v for v in (build_verifier(spec, task) for spec in config.score_with)}
     if config.prm:
         prm = ProcessRewardModel.load(Path(config.prm))
-        wanted = [Strategy(temperature, "wmaj:" + prm.name, n, "beam", width=config.width)
+        chooser = config.search_select.split(":", 1)[1]
+        if chooser not in PRM_AGGREGATES and chooser not in verifiers:
+            raise ValueError(f"search_select {config.search_select!r}: no verifier {chooser!r}; give it with "
+                             "--score-with or choose by the PRM (prm, prm-min, prm-prod)")
+        wanted = [Strategy(temperature, config.search_select, n, "beam", width=config.width)
                   for n in config.search_budgets]
         if config.lookahead:
-            wanted += [Strategy(temperature, "wmaj:" + prm.name, n, "lookahead", width=config.width,
+            wanted += [Strategy(temperature, config.search_select, n, "lookahead", width=config.width,
                                 lookahead=config.lookahead) for n in config.lookahead_budgets]
+        chooser_spec = next((spec for spec in config.score_with if spec.split("=")[0] == chooser), chooser)
+        identity = {"prm": str(Path(config.prm).resolve()), "final": chooser_spec}
         for s in wanted:
-            target = SampleStore(folder / store_name(s))
+            target = SampleStore(folder / store_name(s, identity=identity))
             run_search(target, task, problems, policy, prm, s, runs=config.search_runs, seed=config.seed,
-                       max_steps=config.max_steps, max_step_tokens=config.max_step_tokens, log=log)
+                       max_steps=config.max_steps, max_step_tokens=config.max_step_tokens,
+                       final=verifiers.get(chooser), identity=identity, log=log)
             score_store(target, task, [])
             tables.append(run_table(s, _aligned(target.scored(temperature=temperature, task=task.name), prompt_ids)))
     if config.revision_model:
         reviser = open_policy(config.revision_model, chat=bool(meta.get("chat_template")))
         layout = ChainLayout(config.chains, config.attempts, temperature, config.window)
-        target = SampleStore(folder / store_name(Strategy(temperature, "maj", 2, "revise", chains=1), config.window))
+        identity = {"reviser": str(Path(config.revision_model).resolve())}
+        target = SampleStore(folder / store_name(Strategy(temperature, "maj", 2, "revise", chains=1), config.window,
+                                                 identity))
         run_revisions(target, task, problems, policy, reviser, layout, seed=config.seed,
-                      max_new_tokens=int((meta.get("sampler_settings") or {}).get("max_new_tokens", 32)), log=log)
-        score_store(target, task, [build_verifier(v, task) for v in config.score_with])
+                      max_new_tokens=int((meta.get("sampler_settings") or {}).get("max_new_tokens", 32)),
+                      identity=identity, log=log)
+        score_store(target, task, list(verifiers.values()))
         samples = _aligned(target.scored(temperature=temperature, task=task.name), prompt_ids)
         tables.append(revision_table(samples, layout, seed=config.seed))
     return tables

@@ -196,3 +196,17 @@ def calculator_view(problem: Problem, completion) -> str:
     result = evaluate(text.strip().split("\n")[0].split("=")[0].replace(" ", ""))
     value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
     return f"{problem.prompt}{text}|{value}"
+
+
+@VIEWS.register("arith-partial")
+def partial_calculator_view(problem: Problem, completion) -> str:
+    """The calculator view for partial answers too (what a process reward model reads): the value of what has been
+    written so far, with a trailing operator dropped and open parentheses closed (``((5+9)-`` reads as 14), so a
+    prefix's value can be compared with the target and the numbers still unused. Whole answers read as in
+    ``arith-calculator``."""
+    text = completion_text(completion).strip().split("\n")[0].split("=")[0].replace(" ", "")
+    body = text.rstrip("+-*/")
+    body += ")" * max(0, body.count("(") - body.count(")"))
+    result = evaluate(body)
+    value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
+    return f"{problem.prompt}{completion_text(completion)}|{value}"
