@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import planner_parts as parts
@@ -41,7 +42,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=None, help="Use only the first PROMPTS of the split.")
     parser.add_argument("--n", type=int, default=66, help="Parallel samples per prompt and temperature.")
     parser.add_argument("--temperatures", default="0.6,1.0")
-    parser.add_argument("--probe-samples", type=int, default=2)
+    parser.add_argument("--probe-samples", type=int, default=1,
+                        help="Probe samples per prompt (1 had the higher unguarded ratio than 2 or 4 on validation).")
     parser.add_argument("--search-budgets", default="4,8,16,32,64")
     parser.add_argument("--lookahead-budgets", default="4,8")
     parser.add_argument("--search-runs", type=int, default=2)
@@ -51,13 +53,17 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=16)
     parser.add_argument("--attempts", type=int, default=4)
     parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--prm-view", default="arith-partial", help="What the PRM reads (a task view).")
+    parser.add_argument("--prm-answers", type=int, default=8, help="Policy answers labelled per PRM training problem.")
+    parser.add_argument("--prm-steps", type=int, default=1500)
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--no-revisions", action="store_true")
     parser.add_argument("--out", default=None, help="Run folder (default: in the cache, per split)")
     args = parser.parse_args()
     started, load_start = time.perf_counter(), os.getloadavg()
     base = parts.base_model()
-    orm, prm, reviser = parts.outcome_verifier(base), parts.process_verifier(base), parts.revision_model(base)
+    orm, reviser = parts.outcome_verifier(base), parts.revision_model(base)
+    prm = parts.process_verifier(base, view=args.prm_view, answers=args.prm_answers, steps=args.prm_steps)
     _, validation, test = parts.splits()
     problems = (test if args.split == "test" else validation)[: args.prompts]
     task = parts.arith()
@@ -79,6 +85,8 @@ def main() -> None:
                         revision_model=None if args.no_revisions else str(reviser), chains=args.chains,
                         attempts=args.attempts, window=args.window, score_with=verifiers)
     result = plan_run(store, config, log=print)
+    # For context only: the same plan with oracle difficulty (pass@1 from the rewards), which no new prompt has.
+    oracle = plan_run(store, replace(config, difficulty="oracle", curve=[]), log=print).result
     paths = write_plan(result, run / "plan")
     plot_efficiency_curve(result.curve, run / "plan" / "curve.png",
                           title=f"embedded default, {args.split} split, {len(problems)} prompts")
@@ -100,6 +108,8 @@ def main() -> None:
         "curve": [{k: row.get(k) for k in ("budget", "efficiency_ratio", "efficiency_ratio_ci", "adaptive_accuracy",
                                            "adaptive_spend", "uniform_accuracy", "plan_is_uniform", "methods",
                                            "skipped")} for row in result.curve],
+        "efficiency_ratio_oracle_difficulty": oracle.efficiency_ratio,
+        "efficiency_ratio_oracle_difficulty_ci": oracle.efficiency_ratio_ci,
         "unit": r.unit, "tokens_per_sample_equivalent": round(r.unit_size, 3),
         "strategies": result.strategies, "probe_samples": args.probe_samples,
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
