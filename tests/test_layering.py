@@ -29,11 +29,15 @@ def _imports(path: Path, *, top_level_only: bool) -> set[str]:
             nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
                 if child.module.startswith("infertune") and not (top_level_only and in_function):
-                    found.add(child.module)
-                    for alias in child.names:  # "from infertune import tasks" names a module
+                    # "from infertune import tasks" names a module: the edge goes to it (a parent package is
+                    # imported first, as for any submodule import, which is not counted); other names come from
+                    # the module itself.
+                    for alias in child.names:
                         target = ROOT.parent / (child.module + "." + alias.name).replace(".", "/")
                         if target.is_dir() or target.with_suffix(".py").exists():
                             found.add(child.module + "." + alias.name)
+                        else:
+                            found.add(child.module)
             elif isinstance(child, ast.Import) and not (top_level_only and in_function):
                 found.update(a.name for a in child.names if a.name.startswith("infertune"))
             visit(child, nested)

@@ -71,14 +71,27 @@ def test_ray_executor_gives_the_local_store_and_resumes(tmp_path, cluster):
 
 
 def test_killing_a_sampler_worker_loses_and_duplicates_nothing(tmp_path, cluster):
+    from infertune.progress import NullProgress
+
     killed = []
 
-    def kill_one(done: int, total: int) -> None:
-        if not killed:
-            pids = sorted(_worker_pids())
-            assert len(pids) == 2, f"expected 2 sampler workers, found {pids}"
-            os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
+    class KillOne(NullProgress):
+        """Kills a sampler worker when the first batch is done (progress is reported per finished batch)."""
+
+        def stage(self, name, total=None, unit=""):
+            stage = super().stage(name, total, unit)
+
+            def advance(amount=1, info=""):
+                if not killed:
+                    pids = sorted(_worker_pids())
+                    assert len(pids) == 2, f"expected 2 sampler workers, found {pids}"
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+
+            stage.advance = advance
+            return stage
+
+    kill_one = KillOne()
 
     sample_run(_config(tmp_path / "local", limit=16))
     summary = sample_run(_config(tmp_path / "ray", executor="ray", ray_workers=2, limit=16), progress=kill_one)

@@ -120,3 +120,16 @@ def test_invalid_params_are_refused():
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="n must be"):
         SamplingParams(n=0)
+
+
+def test_two_level_inverse_cdf_equals_one_float64_cumulative_sum():
+    from infertune.models.choice import inverse_cdf
+
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(64, 1000, generator=g) ** 8  # vocabulary not a multiple of the block size
+    weights[:, 500:700] = 0  # zero-probability tokens are never picked
+    u = torch.rand(64, generator=g, dtype=torch.float64)
+    cdf = weights.double().cumsum(-1)
+    expected = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None])[:, 0]
+    assert torch.equal(inverse_cdf(weights, u), expected)
+    assert not ((inverse_cdf(weights, u) >= 500) & (inverse_cdf(weights, u) < 700)).any()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import sandbox_checks
-from infertune.tasks.grading import hostile
+from infertune.tasks.grading import cgroup, hostile
 from infertune.tasks.grading.isolation import ENV_BACKEND
 from unprivileged import USER, run_as_user
 
@@ -52,14 +52,16 @@ def scratch():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def on_path(argv: list[str], scratch: Path, path: str, *, no_userns: bool = False) -> dict:
+def on_path(argv: list[str], scratch: Path, path: str, *, no_userns: bool = False, extra_env: dict | None = None
+            ) -> dict:
     """Run ``python ARGV`` on ``path`` and return the JSON on its last line (with "_exit" and "_stderr").
 
     "root": as this (root) process's user, in the repository, backend unshare. "bwrap" or "unshare": as an ordinary
     user with that backend: uid 65534 when this process is root, else this process's user; home and repository
     are the scratch folders.
     """
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENV_BACKEND: "unshare" if path == "root" else path}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), ENV_BACKEND: "unshare" if path == "root" else path,
+           **(extra_env or {})}
     if path != "root":
         env["HOME"] = str(scratch / "home")
     if ROOT and path != "root":
@@ -86,7 +88,7 @@ def test_hostile_suite_holds(path, scratch):
     assert not failures, failures
     skipped = [o["case"] for o in report["outcomes"] if o["status"].startswith("skipped")]
     assert not skipped, f"cases that attacked nothing: {skipped}"
-    assert report["cases"] == len(hostile.CASES) >= 14 and report["_exit"] == 0
+    assert report["cases"] == len(hostile.CASES) >= 22 and report["_exit"] == 0
     assert report["backend"] == ("unshare" if path == "root" else path)
     assert (report["uid"] == 0) == (path == "root") and ("separate_user" in report["protections"]) == (path == "root")
     print(f"hostile suite, {path}:", summary(report))
@@ -95,7 +97,7 @@ def test_hostile_suite_holds(path, scratch):
 @pytest.mark.parametrize("path", PATHS)
 def test_a_run_dies_with_its_supervisor(path, scratch):
     figures = on_path([CHECKS, "orphaned", "unshare" if path == "root" else path], scratch, path)
-    assert figures["started"] and figures["left"] == [], figures
+    assert figures["started"] and figures["left"] == [] and figures["stale_groups"] == [], figures
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -103,8 +105,50 @@ def test_humaneval_passes_and_fails_as_it_should_at_unisolated_speed(path, scrat
     figures = on_path(["-W", "ignore", CHECKS, "humaneval", "unshare" if path == "root" else path], scratch, path)
     assert figures["problems"] == 164
     assert figures["canonical_passed"] == 164 and figures["wrong_passed"] == 0, figures
+    assert figures["exits_passed"] == 0, figures
     assert figures["ratio"] <= 1.5, f"isolation costs more than 1.5x unisolated runs: {figures}"
     print(f"humaneval, {path}:", summary(figures))
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_view_holds_what_the_protections_claim(path, scratch):
+    """/dev exactly as listed (bubblewrap's own /dev would add pts, ptmx and core), no virtual environment without
+    site_packages, and hidden_home claimed only where no home folder is visible."""
+    seen = on_path([CHECKS, "view"], scratch, path)
+    assert seen["status"] == "passed", seen
+    assert seen["dev"] == sorted(["null", "zero", "full", "random", "urandom", "tty", "shm", "fd", "stdin",
+                                  "stdout", "stderr"]), seen["dev"]
+    assert not (seen["in_venv"] and seen["venv"]), "the virtual environment is visible without site_packages"
+    assert ("hidden_home" in seen["protections"]) == (seen["homes"] == []), seen
+
+
+@pytest.fixture
+def delegated_cgroup():
+    """A memory cgroup folder handed to the ordinary user, as systemd's Delegate=yes or an administrator would."""
+    base = cgroup.available() if ROOT else None
+    if base is None:
+        pytest.skip("no memory cgroup here to delegate (needs root and a writable memory cgroup)")
+    folder = base.path / f"infertune-test-delegated-{secrets.token_hex(4)}"
+    folder.mkdir()
+    if base.version == 2:
+        (folder / "cgroup.subtree_control").write_text("+memory")
+    for name in ("", "cgroup.procs", "tasks", "cgroup.subtree_control", "cgroup.threads"):
+        if (folder / name).exists():
+            os.chown(folder / name, USER, USER)
+    yield folder
+    for child in folder.iterdir():
+        if child.is_dir():
+            child.rmdir()
+    folder.rmdir()
+
+
+@pytest.mark.parametrize("path", ["bwrap", "unshare"])
+def test_a_delegated_memory_cgroup_caps_an_ordinary_users_runs(path, scratch, delegated_cgroup):
+    """Without a cgroup, four processes under 128 MB each hold 320 MB; in a delegated one, the run is capped."""
+    figures = on_path([CHECKS, "spread"], scratch, path, extra_env={cgroup.ENV_CGROUP: str(delegated_cgroup)})
+    assert "memory_cgroup" in figures["protections"], figures
+    assert figures["status"] == "memory", figures
+    assert not [p for p in delegated_cgroup.iterdir() if p.is_dir()], "a run's cgroup was left behind"
 
 
 def test_the_checks_detect_harm_when_nothing_isolates(scratch):

@@ -84,6 +84,33 @@ def test_humaneval_canonical_solutions_all_pass_and_wrong_ones_fail():
     assert "check(" in program_for(p, p.reference)
 
 
+EXITS_EARLY = ["    import sys; sys.exit(0)\n", "    import os; os._exit(0)\n", "    raise SystemExit\n",
+               "    raise SystemExit(0)\n", "    quit()\n", "    exit(0)\n",
+               "    pass\n\nimport sys\nsys.exit(0)\n", "    pass\n\nimport os\nos._exit(0)\n",
+               "    import atexit, os; atexit.register(os._exit, 0); raise AssertionError\n",
+               "    import threading, os\n    threading.Thread(target=os._exit, args=(0,)).start()\n"
+               "    import time; time.sleep(5)\n"]
+
+
+def test_humaneval_completions_that_exit_early_score_zero():
+    """Exit status 0 is no pass: the tests must run to their end (a per-run marker printed after check())."""
+    task = tasks.load("humaneval", workers=2)
+    problems = task.problems()[:3]
+    for completion in EXITS_EARLY:
+        assert task.rewards(problems, [completion] * len(problems)) == [0.0] * len(problems), completion
+    assert task.rewards(problems, [p.reference for p in problems]) == [1.0] * len(problems)
+
+
+def test_code_tasks_from_jsonl_do_not_pass_on_an_early_exit(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"prompt": "Write f(x) returning x squared.", "tests": "assert f(3) == 9"}) + "\n")
+    task = tasks.load(f"jsonl:{path}")
+    problem = task.problems()[0]
+    exits = ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "raise SystemExit",
+             "def f(x):\n    raise SystemExit(0)"]
+    assert task.rewards([problem] * 5, exits + ["def f(x):\n    return x * x"]) == [0.0] * 4 + [1.0]
+
+
 def test_champ_checks_equivalent_forms():
     task = tasks.load("champ")
     problems = {p.id: p for p in task.problems()}

@@ -181,3 +181,104 @@ def test_train_command_runs_and_saves_the_model(base_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "held-out, before -> after" in result.output
     assert (tmp_path / "final" / "config.json").exists() and (tmp_path / "train_log.csv").exists()
+
+
+def test_knapsack_spends_the_budget_over_the_pool_and_weighs_each_prompt_at_its_own_n(base_model, tmp_path):
+    from infertune.objectives import sample_weights
+
+    trainer = Trainer(_config(base_model, tmp_path, objective="rloo", k=1, batch_prompts=4, n=4, allocation="knapsack",
+                              candidate_prompts=8, max_n=8, kl_start=0.0, kl_end=0.0, checkpoint_every=0))
+    for _ in range(4):
+        drawn, planned = trainer._draw()  # from the history alone, before anything of this step is sampled
+        batch = trainer.collect()
+        sizes = [len(row) for row in batch.completions]
+        assert sizes == planned and [p.id for p in batch.problems] == [p.id for p in drawn]
+        assert sum(sizes) == 16 and all(2 <= s <= 8 for s in sizes) and len(sizes) <= 8
+        m = len(sizes)
+        for rewards, weights in zip(batch.rewards, batch.sample_weights):
+            np.testing.assert_allclose(weights, sample_weights("rloo", rewards, k=1))
+        pushed = list(batch.weights)
+        expected = [w / m for weights in batch.sample_weights for w in weights if w != 0]
+        np.testing.assert_allclose(sorted(pushed), sorted(expected))
+        assert len(batch.idle) + len(batch.prompts) == 16
+        for problem, rewards in zip(batch.problems, batch.rewards):
+            assert trainer.history.latest[problem.id] == (rewards.sum(), rewards.size)
+        trainer.step += 1
+
+
+def test_entropy_and_scores_are_those_of_the_temperature_a_batch_was_drawn_at(base_model, tmp_path):
+    """Auto-temperature moves the sampling temperature between steps: a batch drawn at T = 0.6 (config says 1.0) is
+    scored with log softmax(logits/0.6) in the update, and the telemetry's entropy is the exact entropy of
+    softmax(logits/0.6) at every sampled position, pushed or not, computed here independently."""
+    import copy
+
+    trainer = Trainer(_config(base_model, tmp_path, objective="rloo", k=1, grad_clip=0.0, kl_start=0.0, kl_end=0.0,
+                              checkpoint_every=0))
+    trainer.temperature = 0.6
+    for _ in range(6):
+        batch = trainer.collect()
+        if any(w != 0 for w in batch.weights) and batch.idle:
+            break
+        trainer.step += 1
+    assert batch.temperature == 0.6 and any(w != 0 for w in batch.weights) and batch.idle
+    reference = copy.deepcopy(trainer.model).eval()
+    loss, entropy, tokens = 0.0, 0.0, 0
+    for prompt, row in zip(batch.row_prompts, batch.completions):
+        for c in row:
+            ids = torch.tensor([prompt + c.token_ids])
+            with torch.no_grad():
+                probs = torch.softmax(reference(input_ids=ids).logits[0, :-1] / 0.6, dim=-1)[len(prompt) - 1:]
+            entropy += float(-(probs * torch.log(probs)).nansum())
+            tokens += len(c.token_ids)
+    for prompt, tokens_, weight in zip(batch.prompts, batch.tokens, batch.weights):
+        ids = torch.tensor([prompt + tokens_])
+        logits = reference(input_ids=ids).logits[0, :-1] / 0.6
+        lp = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0][len(prompt) - 1:]
+        loss = loss - weight * lp.sum()
+    loss.backward()
+    stats = trainer.update(batch)
+    assert stats["entropy"] == pytest.approx(entropy / tokens, rel=1e-5)
+    for got, want in zip(trainer.params, [p.grad for p in reference.parameters() if p.requires_grad]):
+        torch.testing.assert_close(got.grad, want, rtol=1e-4, atol=1e-6)
+
+
+def test_resume_with_knapsack_and_auto_temperature_reproduces_the_run(base_model, tmp_path):
+    """The success history and the sampling temperature are part of the checkpoint."""
+    overrides = dict(objective="rloo", k=1, batch_prompts=4, n=4, allocation="knapsack", candidate_prompts=8,
+                     auto_temperature=True, temperature_every=2, probe_prompts=4, kl_start=0.0, kl_end=0.0)
+    whole = Trainer(_config(base_model, tmp_path / "whole", **overrides)).run()
+
+    def crash_at_step_5(row):
+        if row["step"] == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        Trainer(_config(base_model, tmp_path / "resumed", **overrides)).run(progress=crash_at_step_5)
+    rest = Trainer(_config(base_model, tmp_path / "resumed", **overrides)).run()
+    for a, b in zip(whole[3:], rest):
+        for key in ("loss", "reward", "samples", "prompts", "temperature", "nonzero_prompts", "balance", "entropy"):
+            assert a[key] == b[key], key
+    assert all(abs(r["temperature"] - 1.0) <= 0.2 + 1e-9 for r in whole)  # at most two moves of 0.1
+    with open(tmp_path / "whole" / "train_log.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    assert [float(r["nonzero_prompts"]) for r in logged] == pytest.approx([r["nonzero_prompts"] for r in whole])
+
+
+def test_train_command_with_knapsack_and_the_report_of_its_run(base_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+
+    args = ["train", "--model", base_model, "--objective", "grpo", "--n", "4", "--k", "1", "--steps", "2",
+            "--batch-prompts", "4", "--allocation", "knapsack", "--candidate-prompts", "6", "--auto-temperature",
+            "--temperature-every", "1", "--probe-prompts", "2", "--eval-prompts", "100", "--eval-n", "4",
+            "--max-new-tokens", "12", "--out", str(tmp_path)] + [x for opt in EASY for x in ("--task-option", opt)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "train_log.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    assert [int(r["samples"]) for r in logged] == [16, 16]
+    assert all(0 <= float(r["nonzero_prompts"]) <= 1 and float(r["entropy"]) > 0 for r in logged)
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "telemetry.png").exists() and "nonzero_prompts" in result.output

@@ -52,16 +52,17 @@ def _user_errors(console: Console):
 
 @app.command()
 @with_config(ReportConfig)
-def report(run: Path = typer.Argument(..., help="Run folder holding a sample store."),
+def report(run: Path = typer.Argument(..., help="Run folder holding a sample store, or a training run's folder."),
            config: ReportConfig = None) -> None:
-    """Tables and plots of pass@k, BoN@k, maj@k and weighted maj@k for every k, with bootstrap intervals."""
-    from infertune.report import build_report
+    """Tables and plots of pass@k, BoN@k, maj@k and weighted maj@k for every k, with bootstrap intervals; on a
+    training run's folder, its telemetry per step (telemetry.png)."""
+    from infertune.report import report_run
     from infertune.views import show_report
 
     console = _console()
     with _user_errors(console):
-        with console.status("estimating curves"):
-            result = build_report(run, config)
+        with console.status("reading the run"):
+            result = report_run(run, config)
     show_report(result, console)
 
 
@@ -205,10 +206,7 @@ def synthetic(out: Path = typer.Argument(..., help="Run folder to write the synt
 def demo(config: DemoConfig = None) -> None:
     """The main job: does fine-tuning for Best-of-N beat the base model and ordinary RL at Best-of-N?
 
-    Builds (or reuses) a base model and a learned verifier, fine-tunes copies with RL for one sample (on the reward,
-    and on the verifier's score) and for Best-of-N (the exact Best-of-k gradient, selecting by the verifier or by
-    the reward), evaluates every model on test problems through the sample store and the evaluation core, and
-    prints the table, the comparisons with method-level intervals and the findings. Resumes where it stopped.
+    Base model, learned verifier, RL for one sample (on the reward and on the verifier's score) against the exact Best-of-k gradient (selecting by the verifier, or by the reward), all evaluated on test problems through the sample store; the table, the comparisons with method-level intervals and the findings. Resumes where it stopped.
     """
     from infertune.demo import run_demo
     from infertune.views import show_demo

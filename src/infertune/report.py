@@ -73,7 +73,8 @@ def build_report(run: str | Path, config: ReportConfig | None = None) -> Report:
     start = time.perf_counter()
     store = SampleStore(run)
     if not store.exists():
-        raise FileNotFoundError(f"{run}: no sample store here (expected a '{store.shard_dir.name}/' folder)")
+        raise FileNotFoundError(f"{run}: no sample store here (expected a '{store.shard_dir.name}/' folder), nor a "
+                                f"training run's train_log.csv")
     table = store.read()
     sections = []
     for task, temperature in iter_tasks_and_temperatures(table):
@@ -83,6 +84,17 @@ def build_report(run: str | Path, config: ReportConfig | None = None) -> Report:
     if not sections:
         raise ValueError(f"{run}: the store holds no samples")
     return Report(str(run), sections, time.perf_counter() - start, config)
+
+
+def report_run(run: str | Path, config: ReportConfig | None = None):
+    """The report a run folder supports: the inference-scaling curves of its sample store (``Report``), or, for a
+    folder written by ``infertune train``, the telemetry of its steps (``training_report.TrainingReport``)."""
+    from infertune.training_report import build_training_report, is_training_run
+
+    config = config or ReportConfig()
+    if not SampleStore(run).exists() and is_training_run(run):
+        return build_training_report(run, out=config.out, plots=config.plots)
+    return build_report(run, config)
 
 
 def write_report(report: Report, out: str | Path | None = None) -> dict[str, Path]:

@@ -1,7 +1,9 @@
-"""Serve a local model over an OpenAI-compatible HTTP API (completions, chat completions, models).
+"""Serve a local model over an OpenAI-compatible HTTP API (models, completions, chat completions).
 
-Lets other tools (and infertune's own HTTP sampler) use a model sampled with infertune's shared-prefix sampler.
-Single process, requests handled one at a time per model; meant for a laptop or a test, not for production traffic.
+Lets other tools (the official ``openai`` client, infertune's own HTTP sampler) use a model sampled with infertune's
+shared-prefix sampler: n samples per request, streaming as server-sent events, usage, log-probs with top
+alternatives, stop sequences; what it cannot do is refused with a 400 (see ``openai_api``). Single process,
+requests handled one at a time; meant for a laptop or a test, not for production traffic.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from infertune.models.base import SamplingParams
+from infertune import openai_api as api
 from infertune.models.hf import HFSampler
 
 
@@ -35,51 +37,94 @@ def make_server(sampler: HFSampler, model_name: str, host: str = "127.0.0.1", po
             self.end_headers()
             self.wfile.write(data)
 
+        def _route(self) -> str | None:
+            path = self.path.split("?", 1)[0].rstrip("/")
+            for route in ("/chat/completions", "/completions", "/models"):
+                if path.endswith(route):
+                    return route
+            return None
+
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
-                self._reply(200, {"object": "list", "data": [{"id": model_name, "object": "model"}]})
+            if self._route() == "/models":
+                self._reply(200, {"object": "list", "data": [{"id": model_name, "object": "model",
+                                                              "created": 0, "owned_by": "infertune"}]})
             else:
-                self._reply(404, {"error": {"message": f"no route {self.path}"}})
+                self._reply(404, api.APIError(404, f"no route {self.path}").body())
 
         def do_POST(self) -> None:
+            route = self._route()
+            if route not in ("/chat/completions", "/completions"):
+                return self._reply(404, api.APIError(404, f"no route {self.path}").body())
             try:
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                chat = self.path.rstrip("/").endswith("/chat/completions")
-                if not chat and not self.path.rstrip("/").endswith("/completions"):
-                    return self._reply(404, {"error": {"message": f"no route {self.path}"}})
-                if chat:
-                    messages = body["messages"]
-                    if getattr(tokenizer, "chat_template", None):
-                        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                    else:
-                        prompt = "\n".join(m["content"] for m in messages)
-                else:
-                    prompt = body["prompt"]
-                stop = body.get("stop") or []
-                params = SamplingParams(n=int(body.get("n", 1)), temperature=float(body.get("temperature", 1.0)),
-                                        top_p=float(body.get("top_p", 1.0)),
-                                        max_new_tokens=int(body.get("max_tokens", 256)),
-                                        stop=[stop] if isinstance(stop, str) else list(stop),
-                                        seed=int(body.get("seed", 0)))
-            except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-                return self._reply(400, {"error": {"message": f"bad request: {exc}"}})
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError as exc:
+                    raise api.APIError(400, f"the body is not JSON: {exc}") from exc
+                request = api.parse_request(body, chat=route == "/chat/completions", model_name=model_name,
+                                            tokenizer=tokenizer)
+                prompt_tokens = [len(ids) for ids in sampler.encode(request.prompts)]
+                if not all(prompt_tokens):
+                    raise api.APIError(400, "a prompt encodes to no tokens", param="prompt")
+            except api.APIError as exc:
+                return self._reply(exc.status, exc.body())
+            ident = f"{'chatcmpl' if request.chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
+            created = int(time.time())
             with lock:
-                completions = sampler.sample([prompt], params)[0]
-            choices = []
-            for i, c in enumerate(completions):
-                tokens = [tokenizer.decode([t]) for t in c.token_ids]
-                if chat:
-                    choices.append({"index": i, "finish_reason": c.finish_reason,
-                                    "message": {"role": "assistant", "content": c.text},
-                                    "logprobs": {"content": [{"token": t, "logprob": lp}
-                                                             for t, lp in zip(tokens, c.logprobs)]}})
+                if request.stream:
+                    self._stream(request, ident, created, sum(prompt_tokens))
                 else:
-                    choices.append({"index": i, "finish_reason": c.finish_reason, "text": c.text,
-                                    "logprobs": {"tokens": tokens, "token_logprobs": c.logprobs}})
-            self._reply(200, {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()),
-                              "object": "chat.completion" if chat else "text_completion", "model": model_name,
-                              "choices": choices,
-                              "usage": {"completion_tokens": sum(c.num_tokens for c in completions)}})
+                    self._whole(request, ident, created, sum(prompt_tokens))
+
+        def _whole(self, request: api.Request, ident: str, created: int, prompt_tokens: int) -> None:
+            try:
+                out = sampler.sample(request.prompts, request.params)
+            except Exception as exc:  # noqa: BLE001 - the client gets the reason, the server keeps serving
+                return self._reply(500, api.APIError(500, f"sampling failed: {exc}").body())
+            n = request.params.n
+            choices = [api.choice(request, tokenizer, p * n + j, c) for p, cs in enumerate(out)
+                       for j, c in enumerate(cs)]
+            used = api.usage(prompt_tokens, sum(c.num_tokens for cs in out for c in cs))
+            self._reply(200, api.response(request, tokenizer, ident, created, model_name, choices, used))
+
+        def _stream(self, request: api.Request, ident: str, created: int, prompt_tokens: int) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")  # the end of the stream is the end of the connection
+            self.end_headers()
+            self.close_connection = True
+
+            def send(payload: dict | str) -> None:
+                data = payload if isinstance(payload, str) else json.dumps(payload)
+                self.wfile.write(f"data: {data}\n\n".encode())
+                self.wfile.flush()
+
+            n, completion_tokens = request.params.n, 0
+            texts: dict[int, api.TextStream] = {}
+            try:
+                for event in sampler.stream(request.prompts, request.params):
+                    index = event.prompt * n + event.sample
+                    first = index not in texts
+                    if first:
+                        texts[index] = api.TextStream(tokenizer, request.params.stop)
+                    delta = texts[index].push(event.token_id, event.completion)
+                    completion_tokens += 1
+                    lp = None
+                    if request.logprobs:
+                        tops = [event.top_logprobs] if request.top_logprobs else []
+                        make = api.chat_logprobs if request.chat else api.completion_logprobs
+                        lp = make(tokenizer, [event.token_id], [event.logprob], tops)
+                    if first or delta or lp is not None or event.finish_reason:
+                        part = api.chunk_choice(request, index, delta, lp, event.finish_reason, first=first)
+                        send(api.chunk(request, ident, created, model_name, [part]))
+                if request.include_usage:
+                    send(api.chunk(request, ident, created, model_name, [],
+                                   api.usage(prompt_tokens, completion_tokens)))
+                send("[DONE]")
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client went away
+            except Exception as exc:  # noqa: BLE001 - headers are sent: report in the stream, then end it
+                send(api.APIError(500, f"sampling failed: {exc}").body())
 
     return ThreadingHTTPServer((host, port), Handler)

@@ -12,9 +12,15 @@ from rich.table import Table
 
 def show_report(report, console: Console) -> None:
     from infertune.report import render, write_report
+    from infertune.training_report import TrainingReport, render_training_report, write_training_report
 
-    render(report, console)
-    for kind, path in write_report(report).items():
+    if isinstance(report, TrainingReport):
+        render_training_report(report, console)
+        written = write_training_report(report)
+    else:
+        render(report, console)
+        written = write_report(report)
+    for kind, path in written.items():
         console.print(f"wrote {kind}: {path}")
 
 

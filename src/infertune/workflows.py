@@ -100,7 +100,7 @@ class TrainOutcome:
 def train_run(config, progress: Progress | None = None) -> TrainOutcome:
     """Fine-tune (resuming from the newest checkpoint), with held-out evaluation before (on a fresh run) and after,
     and save the final model into RUN/final."""
-    from infertune.train import Trainer
+    from infertune.train import Trainer, progress_line
 
     progress = progress or NullProgress()
     trainer = Trainer(config, log=progress.log)
@@ -109,8 +109,7 @@ def train_run(config, progress: Progress | None = None) -> TrainOutcome:
     with progress.stage("training", total=config.steps, unit="steps") as stage:
         if trainer.step:
             stage.advance(trainer.step)
-        trainer.run(progress=lambda row: stage.advance(1, info=(
-            f"reward {row['reward']:.3f} pass@{config.k} {row['pass_at_k']:.3f} loss {row['loss']:.4f}")))
+        trainer.run(progress=lambda row: stage.advance(1, info=progress_line(row, config.k)))
     after = trainer.evaluate()
     trainer.save_model(trainer.dir / "final")
     return TrainOutcome(before, after, trainer.dir / "final", trainer.dir / "train_log.csv", trainer)

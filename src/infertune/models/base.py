@@ -23,6 +23,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     seed: int = 0
     start_index: int = 0  # sample indices start_index .. start_index + n - 1 (to extend or resume a prompt)
+    top_logprobs: int = 0  # also report this many most likely tokens per step (with temperature-1 log-probs)
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -35,18 +36,22 @@ class SamplingParams:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.start_index < 0:
             raise ValueError("start_index must be >= 0")
+        if self.top_logprobs < 0:
+            raise ValueError("top_logprobs must be >= 0")
 
 
 @dataclass
 class Completion:
     """One sample. ``logprobs[j]`` is the model's log-probability of ``token_ids[j]`` at temperature 1 (the policy's
-    own log π, whatever temperature it was sampled at); an engine that cannot return token ids leaves them empty."""
+    own log π, whatever temperature it was sampled at); an engine that cannot return token ids leaves them empty.
+    ``top_logprobs[j]`` maps the most likely token ids at step j to their log-probabilities, when asked for."""
 
     text: str
     token_ids: list[int]
     logprobs: list[float]
     finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
     index: int = 0
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
 
     @property
     def logprob_sum(self) -> float:

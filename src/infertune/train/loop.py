@@ -20,6 +20,18 @@ the update pulls π towards covering what the anchor covers (the mass-covering d
 Objectives on reference answers (sft, dco, bon-sft) add the reference as an extra sequence; BoN-SFT scores it with
 the verifier, as Lemma 1 requires. Sampling is seeded per step, so a run resumed from a checkpoint reproduces the
 uninterrupted one exactly.
+
+Rollouts (``allocation``, ``telemetry``, ``temperature``): with ``allocation="knapsack"`` a step draws a larger pool of
+candidate prompts and spreads the same budget of batch_prompts × n samples over it, prompt i getting n_i samples
+(0: skipped) chosen from the prompts' success history alone. Each sampled prompt's weights come from its own n_i
+samples and are unbiased for its own gradient ∇J_x at that n_i, because n_i does not depend on the samples it
+draws. Every chosen prompt then counts once: its weights are divided by the number m of chosen prompts, as under
+uniform allocation, so the update estimates (1/m) Σ_{x chosen} ∇J_x; a prompt with more samples gets a less noisy
+estimate, not a larger share. What changes is which prompts are chosen: the expected update is Σ_x q_x ∇J_x with
+q_x proportional to how often prompt x is chosen (and weighted by 1/m), which favours prompts whose success rate so
+far makes their samples informative over the uniform mean over training prompts. Every step logs the telemetry of
+its samples (``telemetry``); with ``auto_temperature`` the sampling temperature T moves between steps by B-STaR's
+rule, and a step's samples are always scored with log π_T at the T they were drawn at (``Batch.temperature``).
 """
 
 from __future__ import annotations
@@ -40,30 +52,40 @@ import numpy as np
 from infertune.evaluation import EvalConfig, per_prompt_curves
 from infertune.models.base import SamplingParams
 from infertune.objectives import dco_factor, get, sample_weights
-from infertune.progress import NullProgress, Progress
 from infertune.store import scored_from_arrays
 from infertune.tasks import Problem, Task
 from infertune.tasks.splits import split_problems
+from infertune.train.allocation import SuccessHistory, allocate
 from infertune.train.config import TrainConfig, kl_coefficient
 from infertune.train.logprobs import sequence_logprobs
+from infertune.train.telemetry import TELEMETRY_FIELDS, balance_score, empty_telemetry, step_telemetry
+from infertune.train.temperature import bstar_step
 
-LOG_FIELDS = ["step", "loss", "objective_loss", "kl", "kl_coef", "lr", "grad_norm", "reward", "pass_at_k", "bon_at_k",
-              "entropy", "sequences", "tokens", "collect_seconds", "update_seconds", "seconds"]
+LOG_FIELDS = ["step", "loss", "objective_loss", "kl", "kl_coef", "lr", "grad_norm", *TELEMETRY_FIELDS, "sequences",
+              "tokens", "collect_seconds", "update_seconds", "probe_seconds", "seconds"]
 
 
 @dataclass
 class Batch:
-    """One step's samples and the sequences to push on: prompt ids, completion ids, weight, DCO flag."""
+    """One step's samples and the sequences to push on: prompt ids, completion ids, weight, DCO flag.
+
+    Per prompt (rows may differ in length under knapsack allocation): its completions, rewards, verifier scores and
+    the weights its samples got. ``idle`` holds the sampled sequences pushed with no weight (kept only for the
+    entropy telemetry). ``temperature`` is the one the samples were drawn at, and so the one they are scored at."""
 
     completions: list
-    rewards: np.ndarray
-    scores: np.ndarray
+    rewards: list[np.ndarray]
+    scores: list[np.ndarray]
     row_prompts: list[list[int]] = field(default_factory=list)  # prompt ids of each row of completions
     prompts: list[list[int]] = field(default_factory=list)
     tokens: list[list[int]] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     dco: list[bool] = field(default_factory=list)
     sampled: list[bool] = field(default_factory=list)  # False for reference answers, which π did not sample
+    sample_weights: list[np.ndarray] = field(default_factory=list)  # per prompt: the weights on its samples
+    idle: list[tuple[list[int], list[int]]] = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    temperature: float = 1.0
     collect_seconds: float = 0.0
 
     def add(self, prompt: list[int], tokens: list[int], weight: float, dco: bool = False, sampled: bool = True) -> None:
@@ -109,6 +131,8 @@ class Trainer:
             p.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
+        self.temperature = config.temperature  # of the next step's samples; auto-temperature moves it
+        self.history = SuccessHistory()  # each prompt's latest successes and trials, for knapsack allocation
         # A verifier object (any callable on problems and completions) overrides the --verifier name.
         self.verifier = verifier if verifier is not None else self._build_verifier()
         from infertune.models.hf import HFSampler
@@ -138,14 +162,23 @@ class Trainer:
     def _prompt_ids(self, problems: list[Problem]) -> list[list[int]]:
         return self.sampler.encode([p.prompt for p in problems])
 
-    def _scores(self, problems, completions, rewards) -> np.ndarray:
+    def _rewards(self, problems, completions) -> list[np.ndarray]:
+        """The task's reward of every completion, one array per prompt."""
+        texts = [c.text for row in completions for c in row]
+        flat_problems = [p for p, row in zip(problems, completions) for _ in row]
+        flat = np.asarray(self.task.rewards(flat_problems, texts), dtype=np.float64)
+        return _split(flat, [len(row) for row in completions])
+
+    def _scores(self, problems, completions, rewards: list[np.ndarray]) -> list[np.ndarray]:
+        """The training verifier's score of every completion, one array per prompt."""
         kind = self.config.verifier
         if self.verifier is not None:
             flat_p = [p for p, row in zip(problems, completions) for _ in row]
-            return np.asarray(self.verifier(flat_p, [c for row in completions for c in row])).reshape(rewards.shape)
+            flat = np.asarray(self.verifier(flat_p, [c for row in completions for c in row]), dtype=np.float64)
+            return _split(flat, [len(row) for row in completions])
         if kind == "reward":
-            return rewards
-        return np.array([[np.mean(c.logprobs) if c.logprobs else -1e9 for c in row] for row in completions])
+            return [np.array(r, dtype=np.float64) for r in rewards]
+        return [np.array([np.mean(c.logprobs) if c.logprobs else -1e9 for c in row]) for row in completions]
 
     def _reference_ids(self, problem: Problem) -> list[int]:
         """The reference answer's tokens, ended by the end-of-sequence token the model itself emits."""
@@ -171,65 +204,101 @@ class Trainer:
                                 finish_reason="stop")
         reward = float(self.task.reward(problem, completion.text))
         if compares_samples(self.config.verifier) and self.verifier is not None:
-            joint = np.append(rewards, reward)[None, :]
-            return float(self._scores([problem], [list(row) + [completion]], joint)[0, -1])
-        return float(self._scores([problem], [[completion]], np.array([[reward]]))[0, 0])
+            joint = np.append(rewards, reward)
+            return float(self._scores([problem], [list(row) + [completion]], [joint])[0][-1])
+        return float(self._scores([problem], [[completion]], [np.array([reward])])[0][0])
 
     # -- one step -------------------------------------------------------------------------------------------------
+    def _draw(self) -> tuple[list[Problem], list[int]]:
+        """This step's prompts and how many samples each gets: batch_prompts × n (uniform), or the knapsack
+        allocation of that budget over a pool of candidates, from their success history only (prompts given 0
+        samples are dropped)."""
+        config = self.config
+        rng = np.random.default_rng([config.seed, self.step])
+        if config.allocation == "uniform" or not get(config.objective).draws_samples:
+            chosen = rng.choice(len(self.train_problems), size=min(config.batch_prompts, len(self.train_problems)),
+                                replace=False)
+            return [self.train_problems[i] for i in chosen], [config.n] * len(chosen)
+        pool = rng.choice(len(self.train_problems), size=min(config.pool_size, len(self.train_problems)),
+                          replace=False)
+        candidates = [self.train_problems[i] for i in pool]
+        sizes = allocate([p.id for p in candidates], self.history, objective=config.objective, k=config.k,
+                         budget=config.batch_prompts * config.n, min_n=config.samples_min_n,
+                         max_n=config.samples_max_n, prior_strength=config.prior_strength)
+        return [p for p, n in zip(candidates, sizes) if n > 0], [int(n) for n in sizes if n > 0]
+
+    def _sample(self, problems: list[Problem], sizes: list[int], temperature: float, seed: int) -> list[list]:
+        """sizes[i] completions of problem i at ``temperature``: one sampler call per distinct size. Sample j of a
+        prompt depends only on the seed, the prompt and j, so a prompt's samples do not depend on the others'."""
+        completions: list = [None] * len(problems)
+        for size in sorted(set(sizes)):
+            rows = [i for i, s in enumerate(sizes) if s == size]
+            out = self.sampler.sample([problems[i].prompt for i in rows], SamplingParams(
+                n=size, temperature=temperature, max_new_tokens=self.config.max_new_tokens, seed=seed))
+            for i, row in zip(rows, out):
+                completions[i] = row
+        return completions
+
     def collect(self) -> "Batch":
         """Sample this step's prompts with the current policy, score them, and weight every sequence to push on."""
         config, step = self.config, self.step
         started = time.perf_counter()
-        rng = np.random.default_rng([config.seed, step])
-        chosen = rng.choice(len(self.train_problems), size=min(config.batch_prompts, len(self.train_problems)),
-                            replace=False)
-        problems = [self.train_problems[i] for i in chosen]
+        problems, sizes = self._draw()
         prompt_ids = self._prompt_ids(problems)
         objective = get(config.objective)
+        temperature = self.temperature
         if not objective.draws_samples:
             # Plain supervised learning on the references: nothing to sample.
             completions = [[] for _ in problems]
-            rewards = scores = np.full((len(problems), 1), np.nan)
+            rewards = scores = [np.full(1, np.nan) for _ in problems]
         else:
             self.model.eval()
-            completions = self.sampler.sample([p.prompt for p in problems], SamplingParams(
-                n=config.n, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-                seed=config.seed * 1_000_003 + step))
-            texts = [c.text for row in completions for c in row]
-            flat_problems = [p for p in problems for _ in range(config.n)]
-            rewards = np.asarray(self.task.rewards(flat_problems, texts), dtype=np.float64).reshape(len(problems), -1)
+            completions = self._sample(problems, sizes, temperature, seed=config.seed * 1_000_003 + step)
+            rewards = self._rewards(problems, completions)
             scores = self._scores(problems, completions, rewards)
+            if config.allocation == "knapsack":
+                self.history.record([p.id for p in problems], rewards)
 
-        batch = Batch(completions=completions, rewards=rewards, scores=scores, row_prompts=prompt_ids)
+        batch = Batch(completions=completions, rewards=rewards, scores=scores, row_prompts=prompt_ids,
+                      problems=problems, temperature=temperature)
         # What the objective optimises: the task's reward, or (reward="verifier") the verifier's score in its place.
         targets = scores if config.reward == "verifier" else rewards
+        keeps_all = bool(config.kl_start or config.kl_end)
+        if not objective.needs_reference:
+            own_weights = prompt_weights(config.objective, targets, scores if objective.needs_scores else None,
+                                         config.k)
         for b, (problem, row) in enumerate(zip(problems, completions)):
-            sample_scores = scores[b, : len(row)] if objective.needs_scores else None
+            sample_scores = scores[b][: len(row)] if objective.needs_scores else None
             if objective.needs_reference:
                 ref_ids = self._reference_ids(problem)
                 # Lemma 1 compares the expert answer with the samples by the verifier's score of each.
                 expert = (self._reference_score(problem, ref_ids, row, rewards[b]) if objective.needs_scores
                           else None)
-                weights = sample_weights(config.objective, targets[b, : len(row)], sample_scores, None, k=config.k,
+                weights = sample_weights(config.objective, targets[b][: len(row)], sample_scores, None, k=config.k,
                                          expert_score=expert)
                 batch.add(prompt_ids[b], ref_ids, float(weights[0]) / len(problems),
                           dco=objective.scales_reference_by_dco, sampled=False)
                 w = weights[1:]
             else:
-                w = sample_weights(config.objective, targets[b], sample_scores, None, k=config.k)
+                w = own_weights[b]
+            batch.sample_weights.append(np.asarray(w, dtype=np.float64))
             for c, wi in zip(row, w):
                 # A sequence with weight 0 moves nothing unless the KL term needs it.
-                if wi != 0.0 or config.kl_start or config.kl_end:
+                if wi != 0.0 or keeps_all:
                     batch.add(prompt_ids[b], c.token_ids, float(wi) / len(problems))
+                else:
+                    batch.idle.append((prompt_ids[b], c.token_ids))
         batch.collect_seconds = time.perf_counter() - started
         return batch
 
     def update(self, batch: "Batch") -> dict:
-        """One optimizer step on −Σ w log π_T(y|x) + β·k3(π_T, anchor_T), over micro-batches of sequences."""
+        """One optimizer step on −Σ w log π_T(y|x) + β·k3(π_T, anchor_T), over micro-batches of sequences, T the
+        temperature the batch was sampled at. Also the entropy of π_T over every sampled token (telemetry)."""
         import torch
 
         config = self.config
         started = time.perf_counter()
+        temperature = batch.temperature
         lr = self._lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -239,14 +308,18 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         objective_loss = kl_total = 0.0
         tokens = 0
+        entropy_sum = entropy_tokens = 0.0
         n_sampled = max(1, sum(batch.sampled))  # the KL estimate averages over the policy's own samples only
         order = sorted(range(len(batch.prompts)), key=lambda i: len(batch.prompts[i]) + len(batch.tokens[i]))
         for start in range(0, len(order), config.micro_batch):
             part = order[start : start + config.micro_batch]
             prompts = [batch.prompts[i] for i in part]
             completions = [batch.tokens[i] for i in part]
-            seq_lp, token_lp, mask = sequence_logprobs(self.model, prompts, completions, self.pad_id,
-                                                       temperature=config.temperature)
+            seq_lp, token_lp, mask, entropy = sequence_logprobs(self.model, prompts, completions, self.pad_id,
+                                                                temperature=temperature, entropy=True)
+            own = torch.tensor([batch.sampled[i] for i in part], dtype=token_lp.dtype, device=token_lp.device)
+            entropy_sum += float((entropy.sum(dim=1) * own).sum())
+            entropy_tokens += float((mask.sum(dim=1) * own).sum())
             weights = torch.tensor([batch.weights[i] for i in part], dtype=seq_lp.dtype, device=seq_lp.device)
             if any(batch.dco[i] for i in part):
                 # DCO scales a reference's cross-entropy by how much one more sample of it would still matter.
@@ -258,14 +331,14 @@ class Trainer:
             if beta > 0 and any(batch.sampled[i] for i in part):
                 # k3 on the policy's samples only: a reference answer is not a sample of π, so k3 on it estimates
                 # no KL and its gradient is that of none.
-                anchor_lp = self._anchor_token_logprobs(prompts, completions)
+                anchor_lp = self._anchor_token_logprobs(prompts, completions, temperature)
                 log_ratio = (anchor_lp - token_lp) * mask
-                own = torch.tensor([batch.sampled[i] for i in part], dtype=token_lp.dtype, device=token_lp.device)
                 kl = ((torch.exp(log_ratio) - log_ratio - 1) * mask).sum(dim=1) * own
                 loss = loss + beta * kl.sum() / n_sampled
                 kl_total += float(kl.detach().sum()) / n_sampled
             loss.backward()
             tokens += int(mask.sum())
+        idle_sum, idle_tokens = self._idle_entropy(batch.idle, temperature)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip if config.grad_clip > 0
                                                          else float("inf")))
         self.optimizer.step()
@@ -273,42 +346,85 @@ class Trainer:
             for a, p in zip(self.anchor, self.params):
                 a.mul_(1 - config.ema_rate).add_(p.detach(), alpha=config.ema_rate)
         self.step += 1
+        total_tokens = entropy_tokens + idle_tokens
         return {"loss": objective_loss + beta * kl_total, "objective_loss": objective_loss, "kl": kl_total,
                 "kl_coef": beta, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
+                "entropy": (entropy_sum + idle_sum) / total_tokens if total_tokens else float("nan"),
                 "update_seconds": time.perf_counter() - started}
 
+    def _idle_entropy(self, idle: list, temperature: float) -> tuple[float, float]:
+        """Σ of the per-position entropy of π_T and the token count over sampled sequences the update skipped (weight
+        0): one forward pass without gradient, for the telemetry only."""
+        import torch
+
+        total = count = 0.0
+        with torch.no_grad():
+            for start in range(0, len(idle), self.config.micro_batch):
+                part = idle[start : start + self.config.micro_batch]
+                _, _, mask, entropy = sequence_logprobs(self.model, [p for p, _ in part], [t for _, t in part],
+                                                        self.pad_id, temperature=temperature, entropy=True)
+                total += float(entropy.sum())
+                count += float(mask.sum())
+        return total, count
+
     def train_step(self) -> dict:
+        """Collect, update, measure the step's telemetry and, every temperature_every steps with auto-temperature,
+        choose the next steps' sampling temperature."""
+        config = self.config
         batch = self.collect()
         stats = self.update(batch)
-        k, sampled = self.config.k, get(self.config.objective).draws_samples
-        all_lp = [lp for row in batch.completions for c in row for lp in c.logprobs]
-        rewards, scores = batch.rewards, batch.scores
+        if get(config.objective).draws_samples:
+            answers = [[self.task.extract(c.text) for c in row] for row in batch.completions]
+            texts = [[c.text for c in row] for row in batch.completions]
+            telemetry = step_telemetry(batch.rewards, batch.scores, answers, texts, batch.sample_weights, k=config.k,
+                                       balance_target=config.balance_target)
+        else:
+            telemetry = empty_telemetry()
+        probe_seconds = 0.0
+        if config.auto_temperature and self.step % config.temperature_every == 0:
+            started = time.perf_counter()
+            self.adjust_temperature()
+            probe_seconds = time.perf_counter() - started
         return {
-            "step": self.step, **stats, "reward": float(rewards.mean()) if sampled else float("nan"),
-            **self._batch_curves(rewards, scores, k, sampled),
-            "entropy": float(-np.mean(all_lp)) if all_lp else 0.0, "sequences": len(batch.prompts),
-            "collect_seconds": batch.collect_seconds, "seconds": batch.collect_seconds + stats["update_seconds"],
+            "step": self.step, **stats, **telemetry, "entropy": stats["entropy"], "temperature": batch.temperature,
+            "sequences": len(batch.prompts), "collect_seconds": batch.collect_seconds, "probe_seconds": probe_seconds,
+            "seconds": batch.collect_seconds + stats["update_seconds"] + probe_seconds,
         }
 
-    def _anchor_token_logprobs(self, prompts, completions):
-        """Per-token log-probs under the anchor, without gradient."""
+    def adjust_temperature(self):
+        """B-STaR's rule (``infertune.train.temperature``): sample probe prompts at the current temperature and its
+        neighbours with one seed, and sample the next steps at the one whose samples have the best balance score."""
+        config = self.config
+        rng = np.random.default_rng([config.seed, self.step, 7])
+        chosen = rng.choice(len(self.train_problems), size=min(config.probe_prompts, len(self.train_problems)),
+                            replace=False)
+        problems = [self.train_problems[i] for i in chosen]
+        seed = (config.seed + 1) * 2_000_003 + self.step  # not a training step's seed; shared by the candidates
+        self.model.eval()
+
+        def balance_at(temperature: float) -> float:
+            completions = self._sample(problems, [config.n] * len(problems), temperature, seed)
+            rewards = self._rewards(problems, completions)
+            scores = self._scores(problems, completions, rewards)
+            texts = [[c.text for c in row] for row in completions]
+            return balance_score(rewards, scores, texts, config.balance_target)[0]
+
+        choice = bstar_step(self.temperature, balance_at, step=config.temperature_step, low=config.min_temperature,
+                            high=config.max_temperature)
+        self.log("auto-temperature: balance " + ", ".join(f"{b:.3f} at T={t:g}" for t, b in
+                                                          zip(choice.candidates, choice.balances))
+                 + f"; sampling at T={choice.temperature:g}")
+        self.temperature = choice.temperature
+        return choice
+
+    def _anchor_token_logprobs(self, prompts, completions, temperature: float):
+        """Per-token log-probs under the anchor at the samples' temperature, without gradient."""
         import torch
 
         with torch.no_grad():
             _, token_lp, _ = sequence_logprobs(self.anchor_model, prompts, completions, self.pad_id,
-                                               temperature=self.config.temperature)
+                                               temperature=temperature)
         return token_lp
-
-    # -- evaluation -----------------------------------------------------------------------------------------------
-    def _batch_curves(self, rewards: np.ndarray, scores: np.ndarray, k: int, sampled: bool) -> dict:
-        """pass@k and BoN@k of this step's own samples (through the evaluation core)."""
-        if not sampled:
-            return {"pass_at_k": float("nan"), "bon_at_k": float("nan")}
-        answers = np.full(rewards.shape, None, dtype=object)
-        samples = scored_from_arrays([str(i) for i in range(len(rewards))], rewards, answers, {"train": scores})
-        curves = per_prompt_curves(samples, rules=["pass", "bon:train"])
-        return {"pass_at_k": float(curves["pass"].values[:, k - 1].mean()),
-                "bon_at_k": float(curves["bon:train"].values[:, k - 1].mean())}
 
     # -- evaluation -----------------------------------------------------------------------------------------------
     def evaluate(self, problems: list[Problem] | None = None, n: int | None = None) -> dict:
@@ -320,10 +436,8 @@ class Trainer:
         completions = self.sampler.sample([p.prompt for p in problems], SamplingParams(
             n=n, temperature=self.config.temperature, max_new_tokens=self.config.max_new_tokens,
             seed=self.config.seed + 7919))
-        texts = [c.text for row in completions for c in row]
-        flat = [p for p in problems for _ in range(n)]
-        rewards = np.asarray(self.task.rewards(flat, texts), dtype=np.float64).reshape(len(problems), n)
-        scores = self._scores(problems, completions, rewards)
+        rewards = np.array(self._rewards(problems, completions))
+        scores = np.array(self._scores(problems, completions, list(rewards)))
         answers = np.empty((len(problems), n), dtype=object)
         answers[:] = [[self.task.extract(c.text) for c in row] for row in completions]
         samples = scored_from_arrays([p.id for p in problems], rewards, answers, {"train": scores})
@@ -347,7 +461,8 @@ class Trainer:
         torch.save({"params": [p.detach().cpu() for p in self.params], "anchor": [a.cpu() for a in self.anchor],
                     "optimizer": self.optimizer.state_dict(), "step": self.step,
                     "torch_rng": torch.random.get_rng_state(), "numpy_rng": np.random.get_state(),
-                    "python_rng": random.getstate()}, tmp / "state.pt")
+                    "python_rng": random.getstate(), "temperature": self.temperature,
+                    "history": self.history.state()}, tmp / "state.pt")
         (tmp / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
         final = folder / f"step-{self.step:06d}"
         shutil.rmtree(final, ignore_errors=True)
@@ -379,6 +494,8 @@ class Trainer:
                 a.copy_(s)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        self.temperature = float(state.get("temperature", self.config.temperature))
+        self.history = SuccessHistory.from_state(state.get("history", {}))
         torch.random.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
@@ -428,6 +545,20 @@ class Trainer:
                 writer.writeheader()
             writer.writerow(result)
         self.log("eval " + ", ".join(f"{k} {v:.3f}" for k, v in result.items() if k != "step"))
+
+
+def prompt_weights(objective: str, targets, scores, k: int) -> list[np.ndarray]:
+    """Each prompt's weights on its own samples, at its own n (rows may differ in length), before the batch divides
+    them by the number of prompts. Every objective's weights are computed from the n of the row they are given, so
+    an objective unbiased for ∇J_x at any n stays unbiased for each prompt under knapsack allocation (tested by
+    enumeration)."""
+    rows = scores if scores is not None else [None] * len(targets)
+    return [sample_weights(objective, t, s, None, k=k) for t, s in zip(targets, rows)]
+
+
+def _split(flat: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Consecutive pieces of ``flat`` of the given sizes."""
+    return np.split(flat, np.cumsum(sizes)[:-1]) if sizes else []
 
 
 def _truncate_log(path: Path, step: int) -> None:

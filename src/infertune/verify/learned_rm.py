@@ -9,6 +9,7 @@ arith's calculator view.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,9 +42,10 @@ class LearnedRewardModel:
 
     name = "learned"
 
-    def __init__(self, model, tokenizer, view: str = "plain") -> None:
+    def __init__(self, model, tokenizer, view: str = "plain", config: RewardModelConfig | None = None) -> None:
         _view(view)  # an unknown view fails here, listing the known ones
         self.model, self.tokenizer, self.view = model.eval(), tokenizer, view
+        self.config = config  # how it was fitted (None when loaded from a folder that did not record it)
 
     def __call__(self, problems: Sequence[Problem], completions: Sequence, batch_size: int = 1024) -> np.ndarray:
         import torch
@@ -98,13 +100,15 @@ class LearnedRewardModel:
             optimizer.step()
             if progress is not None:
                 progress(1)
-        return cls(model, tok, view=view)
+        return cls(model, tok, view=view, config=config)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         (folder / "view.txt").write_text(self.view)
+        if self.config is not None:
+            (folder / "fit_config.json").write_text(json.dumps(asdict(self.config)))
 
     @classmethod
     def load(cls, folder: Path) -> "LearnedRewardModel":
@@ -113,13 +117,15 @@ class LearnedRewardModel:
 
         hf_logging.disable_progress_bar()
         view = (folder / "view.txt").read_text().strip() if (folder / "view.txt").exists() else "plain"
+        fitted = folder / "fit_config.json"
+        config = RewardModelConfig(**json.loads(fitted.read_text())) if fitted.exists() else None
         return cls(AutoModelForSequenceClassification.from_pretrained(folder),
-                   PreTrainedTokenizerFast.from_pretrained(folder), view=view)
+                   PreTrainedTokenizerFast.from_pretrained(folder), view=view, config=config)
 
     def describe(self) -> dict:
         return {"kind": "character-level transformer classifier", "view": self.view,
                 "parameters": int(sum(p.numel() for p in self.model.parameters())),
-                "config": {k: v for k, v in asdict(RewardModelConfig()).items()}}
+                "config": asdict(self.config) if self.config is not None else None}
 
 
 def verifier_quality(scores, rewards) -> dict:

@@ -8,10 +8,11 @@ import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
+from infertune.tasks.grading import cgroup, sandbox
+from infertune.tasks.grading.fsview import view, visible_homes
 from infertune.tasks.grading.hostile import SuiteReport, run_suite
-from infertune.tasks.grading.isolation import (HOW_TO_ISOLATE, HOW_TO_OPT_IN, PROTECTIONS, SandboxUnavailable,
-                                               kernel_obstacles, protections)
-from infertune.tasks.grading import sandbox
+from infertune.tasks.grading.isolation import (HOW_TO_OPT_IN, PROTECTIONS, SandboxUnavailable, how_to_isolate,
+                                               kernel_obstacles)
 from infertune.tasks.grading.sandbox import SandboxConfig
 
 
@@ -58,15 +59,29 @@ class Diagnosis:
         return out
 
 
-def _advice(backends: dict[str, str | None], backend: str | None, suite: SuiteReport | None,
-            root: bool) -> list[str]:
+MEMORY_CGROUP_ADVICE = (
+    "optional: give each run a memory cgroup, the only cap on all of its memory together; without one, a run can "
+    "hold up to max_processes x memory_mb (16 GB with the defaults) plus its tmpfs mounts. As root with a writable "
+    f"/sys/fs/cgroup it is automatic; otherwise set {cgroup.ENV_CGROUP} to a cgroup folder delegated to you (v2: "
+    "with the memory controller and no process of its own; v1: in the memory hierarchy); the README shows how with "
+    "systemd")
+
+
+def _advice(backends: dict[str, str | None], backend: str | None, suite: SuiteReport | None, root: bool,
+            granted: tuple[str, ...], homes: list[str]) -> list[str]:
     advice = []
     if backend not in ("bwrap", "unshare"):
-        advice += kernel_obstacles() + [HOW_TO_ISOLATE, HOW_TO_OPT_IN]
-    elif not root and backends.get("bwrap") is not None:
-        advice.append("optional: install bubblewrap (sudo apt-get install bubblewrap, or your distribution's "
-                      "package) to build the same sandbox with Flatpak's widely used tool; the launcher's own "
-                      "construction in use now gives the same protections")
+        advice += kernel_obstacles() + [how_to_isolate(root, sandbox._bwrap_path() is not None), HOW_TO_OPT_IN]
+    else:
+        if not root and backends.get("bwrap") is not None:
+            advice.append("optional: install bubblewrap (sudo apt-get install bubblewrap, or your distribution's "
+                          "package) to build the same sandbox with Flatpak's widely used tool; the launcher's own "
+                          "construction in use now gives the same protections")
+        if "memory_cgroup" not in granted:
+            advice.append(MEMORY_CGROUP_ADVICE)
+        if homes:
+            advice.append(f"the Python installation lives in a home folder, so programs can read it: {', '.join(homes)}"
+                          "; an interpreter installed outside home folders (/usr, /opt) keeps them hidden")
     if suite is not None and not suite.held:
         advice.append("do not run model-written code on this machine until the failures above are understood; "
                       "please report them with this output")
@@ -77,7 +92,7 @@ def diagnose(self_test: bool = True, config: SandboxConfig | None = None, repo: 
     """Probe every backend, say which one runs use and what it protects, and run the hostile suite through it."""
     cfg = config or SandboxConfig()
     root = os.geteuid() == 0
-    names = ("unshare",) if root else ("bwrap", "unshare")
+    names = ("unshare", "bwrap") if root else ("bwrap", "unshare")
     backends = {name: sandbox.probe(name) for name in names}
     try:
         backend: str | None = sandbox.choose_backend(cfg)
@@ -88,5 +103,7 @@ def diagnose(self_test: bool = True, config: SandboxConfig | None = None, repo: 
         user = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         user = str(os.getuid())
-    return Diagnosis(os.getuid(), user, backends, backend, protections(backend or "none", root), suite,
-                     tuple(_advice(backends, backend, suite, root)))
+    granted = tuple(name for name, on in sandbox.capabilities(cfg).items() if on)
+    homes = visible_homes(view(cfg.site_packages)) if backend else []
+    return Diagnosis(os.getuid(), user, backends, backend, granted, suite,
+                     tuple(_advice(backends, backend, suite, root, granted, homes)))

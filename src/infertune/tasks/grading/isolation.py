@@ -3,7 +3,7 @@
 Three ways to run a program, tried in this order:
 
 - ``bwrap``: bubblewrap (what Flatpak uses) builds the sandbox from unprivileged user namespaces; for ordinary users
-  when it is installed.
+  when it is installed, and for root where the launcher's own construction fails (no CAP_SYS_ADMIN, in a container).
 - ``unshare``: the launcher builds the same sandbox itself with ``unshare(2)``, ``mount(2)`` and ``pivot_root(2)``:
   as root (adding a fresh user id), or as an ordinary user through a user namespace when bwrap is absent.
 - ``none``: resource limits and a clean environment only. Model-written code runs this way only after an explicit
@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 BACKENDS = ("bwrap", "unshare", "none")
@@ -25,31 +26,56 @@ ENV_BACKEND = "INFERTUNE_SANDBOX_BACKEND"
 ENV_ALLOW_UNISOLATED = "INFERTUNE_ALLOW_UNISOLATED"
 UID_BASE = 1_000_000  # root runs programs as user ids far above any real account
 
-# What each protection means, in the words the doctor and the README use.
+# What each protection means, in the words the doctor and the README use. Each run's result lists those it got.
 PROTECTIONS: dict[str, str] = {
-    "resource_limits": "limits on memory (address space), CPU seconds, processes, open files and file size",
+    "resource_limits": "limits on each process: address space (memory_mb), CPU seconds, processes, 64 open files, "
+                       "file size, no POSIX message queues (setrlimit)",
+    "memory_cgroup": "a memory cgroup caps all of the run's memory together (every process, shared memory, tmpfs "
+                     "files, kernel memory) at memory_mb + 2 x tmpfs_mb; without it memory is capped per process only",
     "clean_environment": "an empty environment: no token or key of the caller's environment is inherited",
-    "process_tree_kill": "every process the program started is killed when it ends",
-    "pid_namespace": "its own PID namespace: it cannot see or signal other processes, and nothing it starts "
-                     "outlives the run (not even after setsid or a double fork)",
+    "private_keyring": "a fresh, empty session keyring: the caller's session keyring and its keys are out of reach",
+    "syscall_filter": "a seccomp filter refuses the kernel keyring (add_key, keyctl, request_key), System V IPC, "
+                      "memfd_create/memfd_secret and new user namespaces",
+    "process_tree_kill": "every process the program started is killed when it ends, even after setsid or a double "
+                         "fork (the PID namespace's init exits)",
+    "pid_namespace": "its own PID namespace: it cannot see or signal other processes",
     "network_isolation": "its own network namespace: no network at all, not even the machine's loopback",
-    "read_only_filesystem": "only the system directories and the Python installation are visible, read-only; "
-                            "the repository, other data, sockets in /run and every other path are absent",
-    "hidden_home": "home directories (/home, /root and $HOME) are not visible",
-    "private_tmp": "/tmp (holding the work directory) and /dev/shm are private, size-capped tmpfs mounts",
-    "minimal_dev": "/dev holds only null, zero, full, random, urandom and tty: no GPU, camera, sound or disk",
+    "read_only_filesystem": "only the system directories (/usr, /etc, /lib..., /nix/store, /gnu/store) and the Python "
+                            "installation (with site_packages, also its site-packages folders) are visible, "
+                            "read-only; the repository, /run, /var and every other path are absent (a socket file "
+                            "inside a visible folder stays connectable)",
+    "hidden_home": "no visible path lies in a home folder (/home, /root, $HOME): not the case when the Python "
+                   "installation lives in one",
+    "private_tmp": "/tmp (holding the work directory) and /dev/shm are private tmpfs mounts capped at tmpfs_mb and "
+                   "tmpfs_inodes files each",
+    "minimal_dev": "/dev holds only null, zero, full, random, urandom and tty, the fd, stdin, stdout and stderr "
+                   "links and shm: no GPU, camera, sound, disk or pseudo-terminal",
     "dies_with_parent": "the run is killed when the process that started it dies",
     "separate_user": "a fresh, otherwise unused user id (root only), so file permissions protect the machine too",
 }
-_NAMESPACED = ("pid_namespace", "network_isolation", "read_only_filesystem", "hidden_home", "private_tmp",
+_NAMESPACED = ("process_tree_kill", "pid_namespace", "network_isolation", "read_only_filesystem", "private_tmp",
                "minimal_dev", "dies_with_parent")
 
 
-def protections(backend: str, root: bool) -> tuple[str, ...]:
-    """The protections a run through ``backend`` gets, in PROTECTIONS order."""
-    names = {"resource_limits", "clean_environment", "process_tree_kill"}
+@dataclass(frozen=True)
+class Applied:
+    """Protections that depend on the machine and the run, not on the backend alone."""
+
+    memory_cgroup: bool = False  # a group could be made (isolated runs only)
+    syscall_filter: bool = False  # the architecture is one the filter knows
+    private_keyring: bool = False  # keyctl's system call number is known
+    hidden_home: bool = False  # no path of the view lies in a home folder
+
+
+def protections(backend: str, root: bool, applied: Applied = Applied()) -> tuple[str, ...]:
+    """The protections a run through ``backend`` gets, in PROTECTIONS order. An unisolated run (backend none) gets
+    the limits, the environment, the keyring and the filter, and no process_tree_kill: a double-forked, setsid
+    child whose parent killed the launcher outlives it."""
+    names = {"resource_limits", "clean_environment"}
+    names.update(name for name in ("syscall_filter", "private_keyring") if getattr(applied, name))
     if backend in ("bwrap", "unshare"):
         names.update(_NAMESPACED)
+        names.update(name for name in ("memory_cgroup", "hidden_home") if getattr(applied, name))
     if backend == "unshare" and root:
         names.add("separate_user")
     return tuple(name for name in PROTECTIONS if name in names)
@@ -95,13 +121,32 @@ def kernel_obstacles() -> list[str]:
     return found
 
 
+DOCTOR_CHECKS = "`infertune doctor` checks the result."
 HOW_TO_ISOLATE = (
     "To isolate model-written code, do one of: install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; "
     "Fedora: sudo dnf install bubblewrap; Arch: sudo pacman -S bubblewrap); allow unprivileged user namespaces "
     "(sudo sysctl -w kernel.unprivileged_userns_clone=1 on Debian, user.max_user_namespaces > 0 elsewhere, "
     "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu); or run as root in a container that allows "
-    "namespaces. `infertune doctor` checks the result."
+    "namespaces."
 )
+
+
+def how_to_isolate(root: bool, bwrap_installed: bool) -> str:
+    """What to change on this machine: installing bubblewrap is no advice where it is installed (and failed)."""
+    if not bwrap_installed:
+        advice = HOW_TO_ISOLATE
+    else:
+        advice = ("To isolate model-written code: bubblewrap is installed but could not build its sandbox (its "
+                  "reason is above); it needs user namespaces: allow them (sudo sysctl -w "
+                  "kernel.unprivileged_userns_clone=1 on Debian, user.max_user_namespaces > 0 elsewhere, "
+                  "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu, or an AppArmor profile for bwrap).")
+    if root:
+        advice += (" As root in a container: give it CAP_SYS_ADMIN (docker run --cap-add SYS_ADMIN; where its "
+                   "seccomp or AppArmor profile still refuses unshare or mount, relax that too), or let it create "
+                   "user namespaces for bubblewrap.")
+    return f"{advice} {DOCTOR_CHECKS}"
+
+
 HOW_TO_OPT_IN = (
     "To run it anyway with only resource limits and a clean environment (it could then delete your files, reach "
     f"the network and leave processes behind), pass --allow-unisolated or set {ENV_ALLOW_UNISOLATED}=1 "
@@ -116,14 +161,16 @@ class SandboxUnavailable(ValueError):
     """
 
 
-def unavailable_message(failures: dict[str, str], requested: str | None = None) -> str:
-    """Why no backend works (each one's reason), then how to enable isolation and how to opt out of it."""
+def unavailable_message(failures: dict[str, str], requested: str | None = None, *, root: bool = False,
+                        bwrap_installed: bool = False) -> str:
+    """Why no backend works (each one's reason), then how to enable isolation here and how to opt out of it."""
     reasons = "; ".join(f"{name}: {why}" for name, why in failures.items())
+    how = how_to_isolate(root, bwrap_installed)
     if requested is not None:
         return (f"the sandbox backend {requested!r} was asked for (SandboxConfig.backend or ${ENV_BACKEND}) but "
-                f"does not work here ({reasons}). Ask for 'auto' to use whichever works. {HOW_TO_ISOLATE}")
+                f"does not work here ({reasons}). Ask for 'auto' to use whichever works. {how}")
     return (f"refusing to run model-written code without isolation: no sandbox backend works here ({reasons}). "
-            f"{HOW_TO_ISOLATE} {HOW_TO_OPT_IN}")
+            f"{how} {HOW_TO_OPT_IN}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,24 +6,33 @@ Every program runs in a fresh process, started through a small launcher (``_laun
   forked; the run also dies when the process that started it dies;
 - its own network namespace (no network, not even the machine's loopback), IPC and UTS namespaces;
 - a new root file system holding only the system directories and the Python installation, read-only; home
-  directories, the repository and everything else are absent; /tmp (with the work directory) and /dev/shm are
-  private, size-capped tmpfs mounts; /dev holds only null, zero, full, random, urandom and tty (``fsview.py``);
-- limits on address space (memory), CPU seconds, processes, open files and file size (setrlimit), no_new_privs;
+  directories (unless the interpreter lives in one), the repository and everything else are absent; /tmp (with the
+  work directory) and /dev/shm are private tmpfs mounts capped in bytes and in files; /dev holds only null, zero,
+  full, random, urandom and tty (``fsview.py``);
+- limits on each process's address space, CPU seconds, processes, open files and file size (setrlimit), and, where
+  this machine allows a memory cgroup, one cap on all of the run's memory together (``cgroup.py``);
+- a fresh session keyring, no_new_privs, and a seccomp filter refusing the kernel keyring, System V IPC, memfds and
+  new user namespaces (``syscall_filter.py``);
 - an environment with nothing inherited: PATH, HOME, LANG and nothing else; Python in isolated mode (-I).
 
 How (``isolation.py``): as root, the launcher builds this itself with namespaces and also runs the program as a
-fresh, otherwise unused user id. As an ordinary user, through unprivileged user namespaces: with bubblewrap
-(``bwrap``) when it is installed, otherwise by the launcher itself. When neither works (user namespaces disabled by
-the kernel, no bwrap, not root), ``run`` and ``run_many`` raise ``SandboxUnavailable``, saying why and how to enable
-isolation, unless the caller opted in to unisolated runs; those get only the limits, the clean environment and a
-best-effort kill of the process tree. ``capabilities()`` says which protections apply on this machine, and every
-``SandboxResult`` records its backend and protections.
+fresh, otherwise unused user id; root without CAP_SYS_ADMIN (a container) goes through bubblewrap. As an ordinary
+user, through unprivileged user namespaces: with bubblewrap (``bwrap``) when it is installed, otherwise by the
+launcher itself. When neither works, ``run`` and ``run_many`` raise ``SandboxUnavailable``, saying why and how to
+enable isolation, unless the caller opted in to unisolated runs; those get only the limits, the clean environment,
+the keyring and the filter. ``capabilities()`` says which protections apply on this machine, and every
+``SandboxResult`` records its backend and the protections it ran under.
+
+Unit tests pass on exit status 0 only with ``expect_marker`` (``harness.py``): the program must also print the
+random marker handed to it on its standard input, which a program that exits early never does.
 
 What it does NOT protect against (read this before running code you would not run on your own laptop):
-- kernel exploits, and anything that needs a hardened kernel boundary: this is not a VM, gVisor or seccomp jail;
-  user namespaces expose more kernel code to the program than a plain process sees;
-- reading what the system directories hold (for example /etc/passwd and the Python standard library);
-- using CPU, memory bandwidth and disk I/O up to its limits, which slows other work on the machine.
+- kernel exploits, and anything that needs a hardened kernel boundary: this is not a VM or gVisor, and the seccomp
+  filter is a short deny list, not an allow list; user namespaces expose more kernel code than a plain process sees;
+- reading what the system directories hold (for example /etc/passwd and the Python standard library), and
+  connecting to a socket file inside a visible directory;
+- using CPU, memory bandwidth and disk I/O up to its limits, which slows other work on the machine; without a memory
+  cgroup, memory is capped per process only (the README gives the bound).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -44,8 +54,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
 
-from infertune.tasks.grading.fsview import WORKDIR, bwrap_command, view
-from infertune.tasks.grading.isolation import (HOW_TO_OPT_IN, PROTECTIONS, UID_BASE, SandboxUnavailable,
+from infertune.tasks.grading import cgroup, syscall_filter
+from infertune.tasks.grading.fsview import WORKDIR, bwrap_command, view, visible_homes
+from infertune.tasks.grading.isolation import (HOW_TO_OPT_IN, PROTECTIONS, UID_BASE, Applied, SandboxUnavailable,
                                                fresh_uid, kernel_obstacles, protections, requested_backend,
                                                unavailable_message, unisolated_allowed)
 
@@ -54,6 +65,7 @@ Status = Literal["passed", "failed", "timeout", "memory", "error"]
 LAUNCHER = Path(__file__).with_name("_launcher.py")
 LAUNCH_ERROR = 121
 PROBE_PROGRAM = "print('ok')"
+OPEN_FILES = 64  # each open pipe or socket can hold kernel memory that no address-space limit counts
 
 __all__ = ["SandboxConfig", "SandboxResult", "SandboxUnavailable", "run", "run_many", "capabilities",
            "choose_backend", "probe"]
@@ -84,13 +96,18 @@ class SandboxConfig:
     """Limits of one run and how to isolate it; the defaults suit unit tests of short functions."""
 
     timeout_s: float = field(default=10.0, metadata={"help": "Wall-clock limit of one program, in seconds."})
-    memory_mb: int = field(default=512, metadata={"help": "Address-space limit of the program, in MB."})
+    memory_mb: int = field(default=512, metadata={
+        "help": "Address-space limit of each process, in MB; where a memory cgroup can be made, the whole run's "
+                "memory is also capped, at this plus twice tmpfs_mb."})
     max_output_bytes: int = field(default=1 << 20, metadata={"help": "Stdout or stderr past this kills the run."})
     max_processes: int = field(default=32, metadata={"help": "Processes the program may run at once."})
     max_file_mb: int = field(default=16, metadata={"help": "Largest file the program may write, in MB."})
     tmpfs_mb: int = field(default=64, metadata={"help": "Size of each private tmpfs (/tmp, /dev/shm), in MB."})
+    tmpfs_inodes: int = field(default=4096, metadata={
+        "help": "Files and folders each private tmpfs may hold (each costs kernel memory, but no tmpfs bytes)."})
     site_packages: bool = field(default=False, metadata={
-        "help": "Let the program import installed packages (read-only); by default only the standard library."})
+        "help": "Let the program import the interpreter's installed packages (read-only); by default only the "
+                "standard library."})
     backend: str = field(default="auto", metadata={
         "help": "auto (bwrap for ordinary users when installed, else unshare), bwrap, unshare, or none "
                 "(no isolation; needs allow_unisolated). $INFERTUNE_SANDBOX_BACKEND overrides auto."})
@@ -99,19 +116,22 @@ class SandboxConfig:
                 "(also: infertune --allow-unisolated, or INFERTUNE_ALLOW_UNISOLATED=1)."})
 
 
-def run(code: str, timeout_s: float = 10.0, memory_mb: int = 512, *,
-        config: SandboxConfig | None = None) -> SandboxResult:
+def run(code: str, timeout_s: float = 10.0, memory_mb: int = 512, *, config: SandboxConfig | None = None,
+        expect_marker: bool = False) -> SandboxResult:
     """Run ``code`` as a Python program under the sandbox and report how it ended.
 
-    Raises SandboxUnavailable when no isolation works here and unisolated runs were not allowed.
+    With ``expect_marker`` the program reads a random marker from its standard input and must print it, on a line
+    of its own, to pass: exit status 0 alone is then no pass (``harness.py`` writes such programs). The marker line
+    is removed from the result's stdout. Raises SandboxUnavailable when no isolation works here and unisolated runs
+    were not allowed.
     """
     cfg = config or SandboxConfig(timeout_s=timeout_s, memory_mb=memory_mb)
-    return _execute(code, cfg, choose_backend(cfg))
+    return _execute(code, cfg, choose_backend(cfg), expect_marker)
 
 
 def run_many(programs: Iterable[str], *, config: SandboxConfig | None = None, workers: int | None = None,
-             progress=None) -> list[SandboxResult]:
-    """Run many programs in parallel, one sandbox each; results in input order.
+             progress=None, expect_marker: bool = False) -> list[SandboxResult]:
+    """Run many programs in parallel, one sandbox each; results in input order (``expect_marker`` as in ``run``).
 
     Threads suffice: each sandbox is its own process, and the threads only wait on pipes. The backend is chosen
     (and refused, when there is none) once, before any program runs.
@@ -122,7 +142,7 @@ def run_many(programs: Iterable[str], *, config: SandboxConfig | None = None, wo
     workers = workers or os.cpu_count() or 1
     results: list[SandboxResult | None] = [None] * len(programs)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_execute, code, cfg, backend): i for i, code in enumerate(programs)}
+        futures = {pool.submit(_execute, code, cfg, backend, expect_marker): i for i, code in enumerate(programs)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             if progress is not None:
@@ -142,11 +162,8 @@ def _bwrap_path() -> str | None:
 @functools.lru_cache(maxsize=None)
 def probe(backend: str) -> str | None:
     """None when ``backend`` isolates programs on this machine, else why not. Runs one trial program, once."""
-    if backend == "bwrap":
-        if _root():
-            return "used for ordinary users only; as root the launcher isolates programs itself (backend unshare)"
-        if _bwrap_path() is None:
-            return "bubblewrap (bwrap) is not installed"
+    if backend == "bwrap" and _bwrap_path() is None:
+        return "bubblewrap (bwrap) is not installed"
     if backend == "unshare" and not _root():
         obstacles = kernel_obstacles()
         if obstacles:
@@ -161,8 +178,8 @@ def probe(backend: str) -> str | None:
 
 
 def choose_backend(config: SandboxConfig) -> str:
-    """The backend runs use: the one asked for, or with "auto" the first that works here (bwrap, then unshare;
-    unshare only as root). Without a working one, "none" if unisolated runs were allowed, else SandboxUnavailable."""
+    """The backend runs use: the one asked for, or with "auto" the first that works here (see ``_first_working``).
+    Without a working one, "none" if unisolated runs were allowed, else SandboxUnavailable."""
     wanted = requested_backend(config.backend)
     allowed = unisolated_allowed(config.allow_unisolated)
     if wanted == "none":
@@ -175,12 +192,15 @@ def choose_backend(config: SandboxConfig) -> str:
     if wanted == "auto" and allowed:
         _warn_unisolated()
         return "none"
-    raise SandboxUnavailable(unavailable_message(failures, requested=None if wanted == "auto" else wanted))
+    raise SandboxUnavailable(unavailable_message(failures, requested=None if wanted == "auto" else wanted,
+                                                 root=_root(), bwrap_installed=_bwrap_path() is not None))
 
 
 def _first_working(wanted: str) -> tuple[str | None, dict[str, str]]:
-    """The first backend that works among those ``wanted`` allows, and why each one before it does not."""
-    candidates = [wanted] if wanted != "auto" else (["unshare"] if _root() else ["bwrap", "unshare"])
+    """The first backend that works among those ``wanted`` allows, and why each one before it does not. Ordinary
+    users try bubblewrap first; root its own construction, then bubblewrap, which works for root without
+    CAP_SYS_ADMIN (a container's root, usually) where unshare(2) of a mount namespace does not."""
+    candidates = [wanted] if wanted != "auto" else (["unshare", "bwrap"] if _root() else ["bwrap", "unshare"])
     failures = {}
     for backend in candidates:
         why = probe(backend)
@@ -193,9 +213,9 @@ def _first_working(wanted: str) -> tuple[str | None, dict[str, str]]:
 @functools.lru_cache(maxsize=1)
 def _warn_unisolated() -> None:
     """Once per process: the caller opted in, but a run without isolation should never go unnoticed."""
-    warnings.warn("model-written code runs WITHOUT isolation (opted in): only resource limits and a clean "
-                  "environment apply. Run `infertune doctor` to see how to enable isolation.", RuntimeWarning,
-                  stacklevel=4)
+    warnings.warn("model-written code runs WITHOUT isolation (opted in): only resource limits, a clean environment, "
+                  "a fresh keyring and the syscall filter apply. Run `infertune doctor` to see how to enable "
+                  "isolation.", RuntimeWarning, stacklevel=4)
 
 
 def capabilities(config: SandboxConfig | None = None) -> dict[str, bool]:
@@ -203,10 +223,28 @@ def capabilities(config: SandboxConfig | None = None) -> dict[str, bool]:
 
     When no isolation works, these are the protections of an opted-in unisolated run.
     """
-    wanted = requested_backend((config or SandboxConfig()).backend)
-    backend = _first_working(wanted)[0] if wanted != "none" else None
-    have = set(protections(backend or "none", _root()))
+    cfg = config or SandboxConfig()
+    wanted = requested_backend(cfg.backend)
+    backend = (_first_working(wanted)[0] if wanted != "none" else None) or "none"
+    have = set(protections(backend, _root(), _applied(cfg, backend, _memory_base(backend) is not None)))
     return {name: name in have for name in PROTECTIONS}
+
+
+def _applied(cfg: SandboxConfig, backend: str, cgroup_made: bool) -> Applied:
+    """The protections that depend on this machine and this configuration, not on the backend alone."""
+    return Applied(memory_cgroup=cgroup_made, syscall_filter=syscall_filter.program() is not None,
+                   private_keyring=syscall_filter.keyctl_number() is not None,
+                   hidden_home=not visible_homes(view(cfg.site_packages)))
+
+
+def _memory_base(backend: str) -> cgroup.Base | None:
+    """Where runs make their memory cgroup: isolated runs only, since an unisolated program could leave its group."""
+    return cgroup.available() if backend in ("bwrap", "unshare") else None
+
+
+def run_memory_mb(cfg: SandboxConfig) -> int:
+    """The memory cgroup's cap on a whole run: a process at its address-space limit, and both tmpfs mounts full."""
+    return cfg.memory_mb + 2 * cfg.tmpfs_mb
 
 
 def _limits(cfg: SandboxConfig) -> dict[str, int]:
@@ -214,9 +252,10 @@ def _limits(cfg: SandboxConfig) -> dict[str, int]:
         "RLIMIT_AS": cfg.memory_mb << 20,
         "RLIMIT_CPU": int(cfg.timeout_s) + 1,
         "RLIMIT_NPROC": cfg.max_processes,
-        "RLIMIT_NOFILE": 256,
+        "RLIMIT_NOFILE": OPEN_FILES,
         "RLIMIT_FSIZE": cfg.max_file_mb << 20,
         "RLIMIT_CORE": 0,
+        "RLIMIT_MSGQUEUE": 0,  # POSIX message queues hold kernel memory outside the address space
     }
 
 
@@ -225,44 +264,68 @@ def _environment(home: str) -> dict[str, str]:
             "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8"}
 
 
-def _execute(code: str, cfg: SandboxConfig, backend: str) -> SandboxResult:
-    """One run through ``backend``; the program reaches the launcher (or bwrap) through a memfd, never the disk."""
+def _execute(code: str, cfg: SandboxConfig, backend: str, expect_marker: bool = False) -> SandboxResult:
+    """One run through ``backend``; the program reaches the launcher through a memfd, never the disk."""
+    try:
+        data = code.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: this program cannot run; the others of a batch can
+        return SandboxResult("error", None, "", "", 0.0, False, backend != "none",
+                             f"the program is not valid UTF-8 text ({exc.reason} at position {exc.start}); not run",
+                             backend, ())
     root = _root()
-    spec = {"python": sys.executable, "site_packages": cfg.site_packages, "workdir": WORKDIR,
-            "env": _environment(WORKDIR), "limits": _limits(cfg)}
+    tree = view(cfg.site_packages)
+    bpf = syscall_filter.program()
+    spec = {"python": tree.python, "site_packages": cfg.site_packages, "workdir": WORKDIR,
+            "env": _environment(WORKDIR), "limits": _limits(cfg), "tmpfs_mb": cfg.tmpfs_mb,
+            "tmpfs_inodes": cfg.tmpfs_inodes, "binds": tree.binds, "keyctl": syscall_filter.keyctl_number(),
+            "filter": bpf.hex() if bpf else None}
+    base = _memory_base(backend)
+    try:
+        group = cgroup.RunGroup(base, run_memory_mb(cfg) << 20) if base is not None else None
+    except OSError as exc:  # this run fails; the others of a batch go on
+        return SandboxResult("error", None, "", "", 0.0, False, True,
+                             f"could not make the run's memory cgroup in {base.path}: {exc}; not run", backend, ())
     code_fd = os.memfd_create("infertune-program")
     host_dir = None
     try:
-        data = code.encode()
         while data:
             data = data[os.write(code_fd, data):]
         os.lseek(code_fd, 0, os.SEEK_SET)
+        spec["code_fd"] = code_fd
         if backend == "bwrap":
-            argv = bwrap_command(_bwrap_path(), view(cfg.site_packages), str(LAUNCHER), json.dumps(spec),
-                                 code_fd, cfg.tmpfs_mb, sys.executable)
+            argv = bwrap_command(_bwrap_path(), tree, str(LAUNCHER), json.dumps(spec), root)
+        elif backend == "unshare":
+            spec.update(symlinks=tree.symlinks, parent=os.getpid(), uid=fresh_uid() if root else None)
+            argv = [sys.executable, "-I", "-S", str(LAUNCHER), "isolate", json.dumps(spec)]
         else:
-            spec["code_fd"] = code_fd
-            if backend == "unshare":
-                tree = view(cfg.site_packages)
-                spec.update(symlinks=tree.symlinks, binds=tree.binds, tmpfs_mb=cfg.tmpfs_mb, parent=os.getpid(),
-                            uid=fresh_uid() if root else None)
-                mode = "isolate"
-            else:
-                host_dir = tempfile.mkdtemp(prefix="infertune-sbx-")
-                spec.update(workdir=host_dir, env=_environment(host_dir))
-                mode = "plain"
-            argv = [sys.executable, "-I", "-S", str(LAUNCHER), mode, json.dumps(spec)]
-        return _supervise(argv, code_fd, cfg, backend)
+            host_dir = tempfile.mkdtemp(prefix="infertune-sbx-")
+            spec.update(workdir=host_dir, env=_environment(host_dir))
+            argv = [sys.executable, "-I", "-S", str(LAUNCHER), "plain", json.dumps(spec)]
+        if group is not None:
+            argv = group.enter_argv(argv)
+        granted = protections(backend, root, _applied(cfg, backend, group is not None))
+        marker = secrets.token_hex(16) if expect_marker else None
+        return _supervise(argv, code_fd, cfg, backend, granted, marker, group)
     finally:
         os.close(code_fd)
+        if group is not None:
+            group.close()
         if host_dir is not None:
             shutil.rmtree(host_dir, ignore_errors=True)
 
 
-def _supervise(argv: list[str], code_fd: int, cfg: SandboxConfig, backend: str) -> SandboxResult:
+def _supervise(argv: list[str], code_fd: int, cfg: SandboxConfig, backend: str, granted: tuple[str, ...],
+               marker: str | None, group: cgroup.RunGroup | None) -> SandboxResult:
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, close_fds=True, pass_fds=(code_fd,), env={}, cwd="/")
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if marker else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True, pass_fds=(code_fd,),
+                            env={}, cwd="/")
+    if marker:  # a few bytes into an empty pipe: this never blocks
+        try:
+            os.write(proc.stdin.fileno(), marker.encode() + b"\n")
+        except BrokenPipeError:  # the program is gone already; its status will say why
+            pass
+        proc.stdin.close()
     out, err = bytearray(), bytearray()
     truncated = timed_out = False
     sel = selectors.DefaultSelector()
@@ -301,13 +364,20 @@ def _supervise(argv: list[str], code_fd: int, cfg: SandboxConfig, backend: str) 
     proc.stderr.close()
     stdout = out.decode("utf-8", "replace")
     stderr = err.decode("utf-8", "replace")
-    status, detail = _classify(proc.returncode, stderr, timed_out, truncated, cfg)
+    marked = None
+    if marker:
+        line = f"\n{marker}\n"
+        marked = line in "\n" + stdout
+        stdout = ("\n" + stdout).replace(line, "\n", 1)[1:] if marked else stdout
+    oom_kills = group.oom_kills() if group is not None else 0
+    status, detail = _classify(proc.returncode, stderr, timed_out, truncated, cfg, marked, oom_kills)
     return SandboxResult(status, proc.returncode, stdout, stderr, time.monotonic() - start, truncated,
-                         backend != "none", detail, backend, protections(backend, _root()))
+                         backend != "none", detail, backend, granted)
 
 
-def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: bool,
-              cfg: SandboxConfig) -> tuple[Status, str]:
+def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: bool, cfg: SandboxConfig,
+              marked: bool | None = None, oom_kills: int = 0) -> tuple[Status, str]:
+    """The run's status; ``marked`` is None when no marker was expected, else whether the program printed it."""
     if timed_out:
         return "timeout", f"killed after the {cfg.timeout_s:g} s wall-clock limit"
     if truncated:
@@ -316,8 +386,14 @@ def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: b
         return "error", stderr.strip().splitlines()[-1]
     if returncode == 1 and stderr.startswith("bwrap: "):  # bubblewrap could not build the sandbox
         return "error", stderr.splitlines()[0]
+    if oom_kills:
+        return "memory", (f"the run's memory cgroup limit of {run_memory_mb(cfg)} MB was reached "
+                          f"({oom_kills} process(es) killed)")
     if "MemoryError" in stderr:
         return "memory", f"address-space limit of {cfg.memory_mb} MB exceeded"
+    if returncode == 0 and marked is False:
+        return "failed", ("exit status 0 before the tests finished (no completion marker): the program stopped "
+                          "early, for example with sys.exit or os._exit")
     if returncode == 0:
         return "passed", ""
     if returncode is not None and returncode > 128:
@@ -331,6 +407,7 @@ def _classify(returncode: int | None, stderr: str, timed_out: bool, truncated: b
         return "error", f"killed by {name}"
     last = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {returncode}"
     return "failed", last
+
 
 
 def _stop(proc: subprocess.Popen, backend: str) -> None:

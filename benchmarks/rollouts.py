@@ -1,0 +1,164 @@
+"""Knapsack against uniform rollout allocation on the embedded default: the share of non-zero gradients, and
+held-out pass@1 and pass@k after a fixed number of steps, over several seeds. Prints a JSON object as its last line.
+
+The embedded default is the tiny model on ``arith`` (3 numbers up to 9, targets up to 60), taught by supervised
+learning as the trainer's tests do, then trained with GRPO (Knapsack RL's setting) from that same base under both
+allocations: the same total samples per step (batch_prompts x n), the same seeds (prompt draws and samples), the
+same steps. Knapsack allocation draws ``--candidate-prompts`` prompts per step and spreads the budget over them from
+their success history; the task is kept small (``--size``) so that prompts come back several times in a run, as
+they do over the epochs of the paper's runs, which is where a history exists to allocate from.
+
+Figures: ``nonzero_gradient_share_*`` is the share of a step's samples that belong to prompts whose GRPO weights are
+not all zero (Knapsack RL's effective-gradient ratio: the part of the sampled data that contributes to the update),
+averaged over steps, then over seeds with a t interval over seeds; ``relative_gain`` is knapsack / uniform − 1 per
+seed, averaged with a t interval (paired by seed). ``nonzero_prompt_share_*`` counts prompts instead of samples (the
+two agree under uniform allocation; knapsack allocation also spreads part of the budget thinly over more prompts,
+which lowers the share of prompts but not their number) and ``informative_prompts_per_step_*`` counts them. Held-out
+pass@1 and pass@k are measured on the held-out problems with ``--eval-n`` samples each, with method-level intervals
+over seeds and problems (``infertune.estimators.method_interval``; differences paired by problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from infertune.estimators import method_difference, method_interval
+from infertune.evaluation import per_prompt_curves
+from infertune.models.base import SamplingParams
+from infertune.store import scored_from_arrays
+from infertune.train import TrainConfig, Trainer
+
+TASK_OPTIONS = ["numbers=3", "max_number=9", "max_target=60"]
+
+
+def base_model(folder: Path, steps: int) -> str:
+    """The SFT base of the trainer's tests (reused when already built)."""
+    model = folder / f"base-{steps}"
+    if not (model / "config.json").exists():
+        trainer = Trainer(TrainConfig(task_option=["size=1200", *TASK_OPTIONS], objective="sft", steps=steps,
+                                      batch_prompts=64, lr=3e-3, eval_prompts=100, n=1, k=1, max_new_tokens=12,
+                                      out=str(folder / "base-run"), checkpoint_every=0))
+        trainer.run()
+        trainer.save_model(model)
+    return str(model)
+
+
+def held_out(trainer: Trainer, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out problem: pass@1 and pass@k of n samples at the run's temperature (through the evaluation core)."""
+    problems = trainer.eval_problems
+    trainer.model.eval()
+    completions = trainer.sampler.sample([p.prompt for p in problems], SamplingParams(
+        n=n, temperature=trainer.config.temperature, max_new_tokens=trainer.config.max_new_tokens, seed=7919))
+    texts = [c.text for row in completions for c in row]
+    rewards = np.asarray(trainer.task.rewards([p for p in problems for _ in range(n)], texts)).reshape(-1, n)
+    answers = np.full(rewards.shape, None, dtype=object)
+    curve = per_prompt_curves(scored_from_arrays([p.id for p in problems], rewards, answers), rules=["pass"])["pass"]
+    return curve.values[:, 0], curve.values[:, k - 1]
+
+
+def t_interval(values, confidence: float = 0.95) -> dict:
+    x = np.asarray(values, dtype=np.float64)
+    mean = float(x.mean())
+    if x.size < 2:
+        return {"mean": mean, "low": None, "high": None, "seeds": int(x.size)}
+    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "seeds": int(x.size)}
+
+
+def interval(result) -> dict:
+    return {"mean": float(result.mean), "low": float(result.low), "high": float(result.high)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-prompts", type=int, default=8)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--candidate-prompts", type=int, default=16)
+    parser.add_argument("--objective", default="grpo")
+    parser.add_argument("--size", type=int, default=300, help="arith problems (100 held out, the rest trained on)")
+    parser.add_argument("--eval-n", type=int, default=16)
+    parser.add_argument("--k", type=int, default=8, help="the k of the held-out pass@k")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--base-steps", type=int, default=400)
+    parser.add_argument("--work", default=os.environ.get("INFERTUNE_BENCH_DIR", "/tmp/infertune-bench-rollouts"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    work = Path(args.work)
+    base = base_model(work, args.base_steps)
+    base_seconds = time.perf_counter() - started
+
+    arms = ("uniform", "knapsack")
+    per_seed = {arm: {"prompt_share": [], "sample_share": [], "informative": [], "pass1": [], "passk": [],
+                      "seconds": []} for arm in arms}
+    for seed in range(args.seeds):
+        for arm in arms:
+            extra = {"candidate_prompts": args.candidate_prompts} if arm == "knapsack" else {}
+            config = TrainConfig(task_option=[f"size={args.size}", *TASK_OPTIONS], model=base, objective=args.objective,
+                                 steps=args.steps, batch_prompts=args.batch_prompts, n=args.n, k=1, lr=args.lr,
+                                 eval_prompts=100, max_new_tokens=12, seed=seed, checkpoint_every=0,
+                                 out=str(work / f"{arm}-seed{seed}"), allocation=arm, **extra)
+            shutil.rmtree(work / f"{arm}-seed{seed}", ignore_errors=True)  # a fresh run, not a resumed one
+            t = time.perf_counter()
+            trainer = Trainer(config)
+            rows = trainer.run()
+            pass1, passk = held_out(trainer, args.eval_n, args.k)
+            got = per_seed[arm]
+            got["prompt_share"].append(np.mean([r["nonzero_prompts"] for r in rows]))
+            got["sample_share"].append(np.mean([r["nonzero_samples"] for r in rows]))
+            got["informative"].append(np.mean([r["nonzero_prompts"] * r["prompts"] for r in rows]))
+            got["pass1"].append(pass1)
+            got["passk"].append(passk)
+            got["seconds"].append(time.perf_counter() - t)
+            print(f"seed {seed} {arm}: non-zero gradient share {got['sample_share'][-1]:.3f} (of prompts "
+                  f"{got['prompt_share'][-1]:.3f}), held-out pass@1 {pass1.mean():.3f} pass@{args.k} "
+                  f"{passk.mean():.3f}, {got['seconds'][-1]:.0f} s", flush=True)
+
+    u, kn = per_seed["uniform"], per_seed["knapsack"]
+    gain = np.array(kn["sample_share"]) / np.array(u["sample_share"]) - 1
+    prompt_gain = np.array(kn["prompt_share"]) / np.array(u["prompt_share"]) - 1
+    result = {
+        "setting": {"task": "arith", "task_options": [f"size={args.size}", *TASK_OPTIONS], "model": "tiny (SFT base, "
+                    f"{args.base_steps} steps)", "objective": args.objective, "steps": args.steps,
+                    "batch_prompts": args.batch_prompts, "n": args.n, "samples_per_step": args.batch_prompts * args.n,
+                    "candidate_prompts": args.candidate_prompts, "seeds": args.seeds, "eval_n": args.eval_n,
+                    "held_out_problems": 100, "k": args.k},
+        "nonzero_gradient_share_uniform": t_interval(u["sample_share"]),
+        "nonzero_gradient_share_knapsack": t_interval(kn["sample_share"]),
+        "relative_gain": t_interval(gain),
+        "relative_gain_target": 0.2,
+        "target_met": bool(gain.mean() >= 0.2),
+        "nonzero_prompt_share_uniform": t_interval(u["prompt_share"]),
+        "nonzero_prompt_share_knapsack": t_interval(kn["prompt_share"]),
+        "relative_gain_prompts": t_interval(prompt_gain),
+        "informative_prompts_per_step_uniform": t_interval(u["informative"]),
+        "informative_prompts_per_step_knapsack": t_interval(kn["informative"]),
+        "held_out_pass_at_1_uniform": interval(method_interval(np.array(u["pass1"]))),
+        "held_out_pass_at_1_knapsack": interval(method_interval(np.array(kn["pass1"]))),
+        "held_out_pass_at_1_difference": interval(method_difference(np.array(kn["pass1"]), np.array(u["pass1"]))),
+        f"held_out_pass_at_{args.k}_uniform": interval(method_interval(np.array(u["passk"]))),
+        f"held_out_pass_at_{args.k}_knapsack": interval(method_interval(np.array(kn["passk"]))),
+        f"held_out_pass_at_{args.k}_difference": interval(method_difference(np.array(kn["passk"]),
+                                                                              np.array(u["passk"]))),
+        "run_seconds": {arm: float(np.sum(per_seed[arm]["seconds"])) for arm in arms},
+        "base_seconds": base_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""The main job: does fine-tuning for Best-of-N beat the base model and ordinary RL at Best-of-N? End to end on a CPU.
+
+Stages, each written to disk before the next starts so an interrupted demo resumes where it stopped:
+
+1. Base model: a tiny Llama supervised on the setting's supervised data (cached by configuration).
+2. Verifier: a small learned reward model fitted on the base's own samples of training prompts; its quality (and
+   its blind spot, where the setting has one) is measured on samples of other training prompts.
+3. Temperature: the base's best sampling temperature for Best-of-N, chosen on validation problems (a control: the
+   cheap alternative to fine-tuning).
+4. Fine-tuning: copies of the base, the same samples each, several seeds: RLOO on the reward (trains for one
+   sample), RLOO on the verifier's score (what people do with only a reward model), the exact Best-of-k gradient
+   selecting by the verifier and judged by the reward, and the same selecting by the reward (pass@k).
+5. Evaluation: test problems never used for any choice, n samples each, written scored into a sample store per
+   model (``infertune report`` reopens it), curves from the evaluation core.
+6. Summary: method-level intervals (fine-tuning seeds and problems resampled), the comparisons fixed in advance,
+   the mechanism in numbers, a plot and a findings paragraph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from infertune.demo.settings import Problems, Setting, get_setting
+from infertune.demo.summary import summarise
+from infertune.evaluation import EvalConfig, per_prompt_curves
+from infertune.models.base import SamplingParams
+from infertune.models.loading import cache_dir
+from infertune.progress import NullProgress, Progress
+from infertune.store import Sample, SampleStore
+from infertune.train import TrainConfig, Trainer, TrainRecipe
+from infertune.verify.learned_rm import LearnedRewardModel, verifier_quality
+
+ARMS = [  # (label, objective, selects by, optimises)
+    ("rloo", "rloo", "reward", "task"),
+    ("rl-v", "rloo", "reward", "verifier"),
+    ("bon-exact/verifier", "bon-exact", "verifier", "task"),
+    ("bon-exact/reward", "bon-exact", "reward", "task"),
+]
+RLB_ARM = ("bon-rlb", "bon-rlb", "reward", "task")
+
+
+def default_recipe() -> TrainRecipe:
+    """The fine-tuning recipe of every arm, chosen on the forms setting's validation problems
+    (benchmarks/demo_recipe.py): 50 steps x 16 prompts x 32 samples = 25,600 completions per run."""
+    return TrainRecipe(n=32, k=8, temperature=1.0, max_new_tokens=16, steps=50, batch_prompts=16, micro_batch=512,
+                       lr=2e-4)
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of the demo. The defaults fit 15 minutes on 2 CPU cores with set-up included; see the README."""
+
+    out: str = field(default="infertune-demo", metadata={"help": "Folder for every output of the demo."})
+    setting: str = field(default="forms", metadata={
+        "help": "forms (the base has a skewed prior over solution forms and the verifier a blind spot: the "
+                "mechanism is present) or balanced (the negative control: nothing for Best-of-N training to fix)."})
+    quick: bool = field(default=False, metadata={"help": "The same pipeline at reduced size (under 3 minutes)."})
+    seeds: int = field(default=3, metadata={"help": "Independent fine-tuning runs per arm."})
+    with_bon_rlb: bool = field(default=False, metadata={"help": "Also fine-tune with BoN-RLB (Chow et al.)."})
+    recipe: TrainRecipe = field(default_factory=default_recipe)
+    validation_prompts: int = field(default=100, metadata={
+        "help": "Validation problems (the base's best temperature is chosen on them)."})
+    eval_prompts: int = field(default=300, metadata={"help": "Test problems (every reported figure)."})
+    eval_n: int = field(default=64, metadata={"help": "Samples per validation and test problem."})
+    summary_k: int = field(default=32, metadata={"help": "The N of the Best-of-N the comparisons are made at."})
+    temperatures: list[float] = field(default_factory=lambda: [0.6, 0.8, 1.0, 1.2, 1.5], metadata={
+        "help": "Temperatures for the base-at-its-best-temperature control (chosen on validation), repeatable."})
+    seed: int = field(default=0, metadata={
+        "help": "Seed of the whole demo: problems, base initialisation, verifier and fine-tuning seeds."})
+
+    def __post_init__(self) -> None:
+        get_setting(self.setting)
+        if self.seeds < 1 or self.eval_prompts < 1 or self.validation_prompts < 1:
+            raise ValueError("seeds, eval_prompts and validation_prompts must be at least 1")
+        if not 1 <= self.summary_k <= self.eval_n:
+            raise ValueError(f"summary_k must lie in 1..eval_n, got {self.summary_k} with eval_n={self.eval_n}")
+        if not self.temperatures or any(t <= 0 for t in self.temperatures):
+            raise ValueError("temperatures must be positive")
+
+    def resolved(self) -> "DemoConfig":
+        """The quick preset shrinks sizes (same pipeline); everything else is as given."""
+        if not self.quick:
+            return self
+        return replace(self, seeds=1, validation_prompts=40, eval_prompts=80, eval_n=32, summary_k=32,
+                       temperatures=[0.8, 1.0, 1.2],
+                       recipe=replace(self.recipe, steps=12, batch_prompts=8, n=16, k=8, micro_batch=128))
+
+
+class Stages:
+    """Wall time of each stage, and which results were reused from an earlier (interrupted) run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.reused: list[str] = []
+
+    def timed(self, name: str, fn):
+        start = time.perf_counter()
+        result = fn()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 2)
+        return result
+
+
+def _model_spec_key(config: DemoConfig, setting: Setting, quick_scale: float) -> str:
+    key = json.dumps({"setting": setting.name, "seed": config.seed, "model": asdict(setting.model),
+                      "steps": int(setting.base_steps * quick_scale), "batch": setting.base_batch,
+                      "lr": setting.base_lr, "v": 2}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def base_model(config: DemoConfig, setting: Setting, problems: Problems, progress: Progress,
+               stages: Stages) -> Path:
+    """The supervised base model, trained once per configuration and cached."""
+    from infertune.models.tiny import tiny_model
+
+    scale = 2 / 3 if config.quick else 1.0
+    folder = cache_dir() / f"demo-base-{_model_spec_key(config, setting, scale)}"
+    if (folder / "model" / "config.json").exists():
+        progress.log(f"base model: reusing {folder}")
+        stages.reused.append("base_model")
+        return folder / "model"
+    steps = int(setting.base_steps * scale)
+    model, tokenizer = tiny_model(replace(setting.model, seed=config.seed))
+    trainer = Trainer(TrainConfig(task=problems.sft_task.name, objective="sft", steps=steps,
+                                  batch_prompts=setting.base_batch, micro_batch=setting.base_batch,
+                                  lr=setting.base_lr, lr_schedule="cosine", warmup_steps=min(50, steps // 10),
+                                  eval_prompts=0, n=1, k=1, max_new_tokens=setting.max_new_tokens,
+                                  seed=config.seed, checkpoint_every=0, out=str(folder / "run")),
+                      model=model, tokenizer=tokenizer, task=problems.sft_task)
+    with progress.stage("base model (supervised)", total=steps, unit="steps") as stage:
+        trainer.run(progress=lambda row: stage.advance(1, info=f"loss {row['loss']:.3f}"))
+    tmp = folder / "model-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(tmp)
+    tmp.rename(folder / "model")
+    return folder / "model"
+
+
+def load_model(path: Path):
+    from infertune.models.loading import load
+
+    loaded = load(str(path))
+    return loaded.model, loaded.tokenizer
+
+
+def sample(model, tokenizer, problems, n: int, temperature: float, seed: int, max_new_tokens: int,
+           progress: Progress, name: str):
+    from infertune.models.hf import HFSampler
+
+    with progress.stage(name, total=len(problems), unit="prompts") as stage:
+        sampler = HFSampler(model, tokenizer, max_rows=1024, progress=lambda done: stage.advance(done))
+        return sampler.sample([p.prompt for p in problems], SamplingParams(
+            n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed))
+
+
+def fit_verifier(config: DemoConfig, setting: Setting, problems: Problems, base: Path, out: Path,
+                 progress: Progress, stages: Stages) -> tuple[LearnedRewardModel, dict]:
+    """The reward model, fitted on base samples of three quarters of some training prompts and measured on samples
+    of the rest; where the setting has a blind spot, its scores on that class are measured too."""
+    folder, path = out / "verifier", out / "verifier.json"
+    if path.exists() and (folder / "config.json").exists():
+        stages.reused.append("verifier")
+        return LearnedRewardModel.load(folder), json.loads(path.read_text())
+    model, tok = load_model(base)
+    pool = problems.train_task.problems()
+    count = setting.verifier_prompts // (3 if config.quick else 1)
+    rng = np.random.default_rng([config.seed, 17])
+    chosen = [pool[i] for i in rng.choice(len(pool), min(count, len(pool)), replace=False)]
+    completions = sample(model, tok, chosen, 16, config.recipe.temperature, config.seed + 101,
+                         setting.max_new_tokens, progress, "verifier data (base samples)")
+    flat_p = [p for p, row in zip(chosen, completions) for _ in row]
+    flat_c = [c for row in completions for c in row]
+    task = problems.train_task
+    rewards = np.array(task.rewards(flat_p, [c.text for c in flat_c]))
+    cut = len(chosen) * 3 // 4 * 16
+    rm_config = replace(setting.verifier, seed=config.seed,
+                        steps=setting.verifier.steps // (3 if config.quick else 1))
+    with progress.stage("verifier fit", total=rm_config.steps, unit="steps") as stage:
+        verifier = LearnedRewardModel.fit(flat_p[:cut], flat_c[:cut], rewards[:cut], rm_config, view=setting.view,
+                                          progress=lambda k: stage.advance(k))
+    held_p, held_c, held_r = flat_p[cut:], flat_c[cut:], rewards[cut:]
+    scores = verifier(held_p, held_c)
+    quality = verifier_quality(scores, held_r)
+    quality.update(verifier.describe())
+    bare = np.array([c.text.strip() == str(p.target.get("target")) if isinstance(p.target, dict) else False
+                     for p, c in zip(held_p, held_c)])
+    if bare.any():
+        quality["blind_spot"] = {
+            "class": "answers that state the bare target (wrong: they use none of the digits)",
+            "samples": int(bare.sum()), "mean_score": float(scores[bare].mean()),
+            "mean_score_correct": float(scores[held_r == 1].mean()) if (held_r == 1).any() else None,
+            "mean_score_other_wrong": float(scores[(held_r == 0) & ~bare].mean()) if ((held_r == 0) & ~bare).any()
+            else None,
+            "auc_without_it": verifier_quality(scores[~bare], held_r[~bare])["auc"]}
+    verifier.save(folder)
+    path.write_text(json.dumps(quality, indent=1))
+    return verifier, quality
+
+
+def evaluate(model, tokenizer, problems: list, task, verifier, config: DemoConfig, setting: Setting,
+             temperature: float, store_path: Path, progress: Progress, name: str) -> dict:
+    """Sample n per problem, write the scored samples into a store, and compute per-prompt curves from it with the
+    evaluation core; also what the samples say about the mechanism (forms used, bare targets, distinct answers)."""
+    completions = sample(model, tokenizer, problems, config.eval_n, temperature, config.seed + 7919,
+                         setting.max_new_tokens, progress, f"evaluate {name}")
+    flat_p = [p for p, row in zip(problems, completions) for _ in row]
+    flat_c = [c for row in completions for c in row]
+    rewards = task.rewards(flat_p, [c.text for c in flat_c])
+    scores = verifier(flat_p, flat_c)
+    shutil.rmtree(store_path, ignore_errors=True)  # a store left half-written by an interrupted run
+    store = SampleStore(store_path)
+    store.init(task_spec=task.spec(), model=name, demo_setting=setting.name)
+    with store.writer(flush_rows=10**9) as writer:
+        for p, c, r, s in zip(flat_p, flat_c, rewards, scores):
+            writer.write(Sample(task=task.name, prompt_id=p.id, sample_index=c.index, temperature=float(temperature),
+                                prompt=p.prompt, completion=c.text, answer=task.extract(c.text), reward=float(r),
+                                num_tokens=c.num_tokens, logprob_sum=c.logprob_sum,
+                                status="ok" if c.finish_reason == "stop" else "length",
+                                scores={"verifier": float(s)}))
+    samples = store.scored()
+    order = [samples.prompt_ids.index(p.id) for p in problems]
+    curves = per_prompt_curves(samples, EvalConfig(seed=config.seed), rules=["pass", "bon:verifier", "maj"])
+    out = {metric: curves[rule].values[order] for metric, rule in
+           (("pass", "pass"), ("bon", "bon:verifier"), ("maj", "maj"))}
+    out["distinct"] = np.array([len({c.text for c in row}) for row in completions], dtype=np.float64)
+    out.update(mechanism_counts(problems, completions))
+    return out
+
+
+def mechanism_counts(problems: list, completions: list) -> dict:
+    """Per problem: the share of samples in each solution form (forms setting) and stating the bare target."""
+    from infertune.tasks.forms import FORMS, answer_form
+
+    if not problems or not isinstance(problems[0].target, dict) or "form" not in problems[0].target:
+        return {}
+    shares = np.zeros((len(problems), len(FORMS) + 1))
+    for i, (p, row) in enumerate(zip(problems, completions)):
+        for c in row:
+            if c.text.strip() == str(p.target["target"]):
+                shares[i, len(FORMS)] += 1
+                continue
+            form = answer_form(c.text, p.target["digits"])
+            if form is not None:
+                shares[i, form] += 1
+        shares[i] /= max(1, len(row))
+    return {"form_share": shares}
+
+
+def fine_tune(config: DemoConfig, setting: Setting, problems: Problems, base: Path, verifier, arm: tuple,
+              seed_index: int, out: Path, progress: Progress):
+    label, objective, selects_by, optimises = arm
+    recipe = config.recipe
+    model, tok = load_model(base)
+    k = 1 if objective == "rloo" else recipe.k
+    train_config = TrainConfig(
+        **{**asdict(recipe), "k": k}, task=problems.train_task.name, objective=objective,
+        verifier="learned" if selects_by == "verifier" or optimises == "verifier" else "reward", reward=optimises,
+        eval_prompts=0, seed=config.seed * 1000 + seed_index, checkpoint_every=max(1, recipe.steps // 2),
+        out=str(out))
+    uses_verifier = selects_by == "verifier" or optimises == "verifier"
+    trainer = Trainer(train_config, model=model, tokenizer=tok, task=problems.train_task,
+                      verifier=verifier if uses_verifier else None)
+    with progress.stage(f"fine-tune {label} seed {seed_index}", total=recipe.steps, unit="steps") as stage:
+        if trainer.load_checkpoint():
+            stage.advance(trainer.step)
+        trainer.run(progress=lambda row: stage.advance(1, info=f"reward {row['reward']:.3f}"))
+    return trainer.model, tok
+
+
+def run_demo(config: DemoConfig, progress: Progress | None = None) -> dict:
+    """Run (or resume) the whole demo; returns the results written to results.json."""
+    progress = progress or NullProgress()
+    config = config.resolved()
+    setting = get_setting(config.setting)
+    out = Path(config.out)
+    (out / "evals").mkdir(parents=True, exist_ok=True)
+    stages = Stages()
+    started = time.perf_counter()
+    problems = setting.problems(config.seed, config.validation_prompts, config.eval_prompts)
+    progress.log(f"setting {setting.name}: {setting.summary}")
+    progress.log(f"{len(problems.test)} test and {len(problems.validation)} validation problems, disjoint from "
+                 "the training problems")
+
+    base = stages.timed("base_model", lambda: base_model(config, setting, problems, progress, stages))
+    verifier, quality = stages.timed("verifier", lambda: fit_verifier(config, setting, problems, base, out,
+                                                                      progress, stages))
+    progress.log(f"verifier: AUC {quality['auc']:.3f}, accuracy {quality['accuracy']:.3f} on {quality['samples']} "
+                 f"base samples of other training prompts")
+
+    def evaluated(name: str, make_model, temperature: float, problem_set: list, kind: str) -> dict:
+        path = out / "evals" / f"{name}.npz"
+        if path.exists():
+            stages.reused.append(name)
+            return dict(np.load(path))
+        model, tok = make_model()
+        owner = problems.validation_task if problem_set is problems.validation else problems.test_task
+        curves = stages.timed(kind, lambda: evaluate(model, tok, problem_set, owner, verifier, config, setting,
+                                                     temperature, out / "evals" / name, progress, name))
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **curves)
+        tmp.rename(path)
+        return curves
+
+    # The control: the base at its best temperature for Best-of-N, chosen on validation problems only.
+    k = config.summary_k
+    by_temperature = {}
+    for t in config.temperatures:
+        curves = evaluated(f"validation-base-T{t:g}", lambda: load_model(base), t, problems.validation, "temperature")
+        by_temperature[t] = {"bon": float(curves["bon"][:, k - 1].mean()), "pass": float(curves["pass"][:, k - 1].mean())}
+    best_t = max(config.temperatures, key=lambda t: (by_temperature[t]["bon"], -abs(t - config.recipe.temperature)))
+    progress.log(f"base's best temperature for Best-of-{k} on validation: T={best_t:g} "
+                 f"(BoN@{k} {by_temperature[best_t]['bon']:.3f})")
+
+    results: dict[str, list[dict]] = {
+        "base": [evaluated("base", lambda: load_model(base), config.recipe.temperature, problems.test, "evaluate")],
+        "base@best-T": [evaluated(f"base-T{best_t:g}", lambda: load_model(base), best_t, problems.test,
+                                  "evaluate")]}
+    arms = ARMS + ([RLB_ARM] if config.with_bon_rlb else [])
+    for arm in arms:
+        label = arm[0]
+        results[label] = []
+        for s in range(config.seeds):
+            name = f"{label.replace('/', '-')}-seed{s}"
+
+            def make(arm=arm, s=s, name=name):
+                return stages.timed("fine_tune", lambda: fine_tune(config, setting, problems, base, verifier, arm,
+                                                                  s, out / "train" / name, progress))
+
+            curves = evaluated(name, make, config.recipe.temperature, problems.test, "evaluate")
+            results[label].append(curves)
+            progress.log(f"{label} seed {s}: pass@{k} {curves['pass'][:, k - 1].mean():.3f}, "
+                         f"BoN@{k} {curves['bon'][:, k - 1].mean():.3f}")
+
+    report = stages.timed("report", lambda: summarise(results, config, setting, quality, best_t, by_temperature,
+                                                      out))
+    report["stages_seconds"] = stages.seconds
+    report["reused_from_earlier_runs"] = stages.reused
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
+    return report

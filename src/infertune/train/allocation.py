@@ -1,0 +1,163 @@
+"""Rollout budgets per prompt: each step's samples go where the objective can learn from them (Knapsack RL).
+
+Li et al. 2025 ("Knapsack RL: Unlocking Exploration of LLMs via Optimizing Budget Allocation", arXiv 2509.25849)
+treat each prompt's rollouts as a knapsack item: giving prompt i n_i samples costs n_i and is worth
+Value(n_i, p_i), p_i its success rate. Under a uniform n, prompts that are all-correct or all-wrong give GRPO a zero
+gradient; solving max Σ_i Value(n_i, p_i) subject to Σ_i n_i = B moves their samples to prompts where the group
+is likely to disagree. The paper's value for GRPO is P(the group is not all-equal) = 1 − p^n − (1 − p)^n times an
+information-gain factor p(1 − p)²; here the value is what the objective itself needs (the issue's definition):
+
+- ``group`` objectives (rloo, grpo, dr-grpo: a baseline from the group's own mean), P(0 < C < n), C the number of
+  correct samples among n: the chance the prompt contributes any gradient;
+- every other objective (pass@k, Best-of-k and STaR weights), E[Σ_i |w_i|]: the expected magnitude of its
+  per-sample weights, computed from the objective's own weight function for every count c of correct samples
+  (with the reward as the verifier: a verifier's scores cannot be predicted from a success rate).
+
+Estimator of the success rate: a Beta posterior per prompt. The prior is Beta(μs, (1 − μ)s), μ the pooled success
+rate of every prompt's latest visit in this run (0.5 before any), s = ``prior_strength`` pseudo-samples; the data
+are the prompt's successes and trials at its latest visit (as the paper uses the previous epoch's rollouts: the
+policy drifts, so older visits are stale). An unseen prompt gets the prior. Instead of plugging in a point estimate,
+the value is averaged over the posterior predictive: C ~ BetaBinomial(n, α, β), so an uncertain prompt is worth
+less than one known to sit near p = 1/2, and an unseen prompt is never written off.
+
+The allocation is a multiple-choice knapsack, solved exactly by dynamic programming over the budget: every prompt
+takes 0 samples (skipped) or between ``min_n`` and ``max_n``, and the total is exactly B. It depends only on the
+history, never on the samples it is about to draw, so each sampled prompt's weights stay unbiased for that prompt's
+own gradient at its own n (every objective's weights are defined for any n >= k; tested by enumeration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from scipy.special import betaln, gammaln
+
+# Objectives whose gradient vanishes exactly when the group is all-equal (a baseline from the group's own mean).
+GROUP_OBJECTIVES = frozenset({"rloo", "grpo", "dr-grpo"})
+
+
+def value_kind(objective: str) -> str:
+    """``group`` (value: P(the group is not all-equal)) or ``magnitude`` (value: E[Σ|w_i|])."""
+    return "group" if objective in GROUP_OBJECTIVES else "magnitude"
+
+
+@lru_cache(maxsize=32)
+def outcome_values(objective: str, k: int, max_n: int) -> np.ndarray:
+    """M[n, c] for n = 0..max_n, c = 0..max_n: what n samples with c correct give the objective (0 for c > n).
+
+    ``group``: 1 when 0 < c < n. ``magnitude``: Σ_i |w_i| of ``sample_weights`` on c ones and n − c zeros (the
+    weights depend only on the count when the verifier is the reward); 0 where the objective needs more samples.
+    """
+    from infertune.objectives import get, sample_weights
+
+    table = np.zeros((max_n + 1, max_n + 1))
+    n = np.arange(max_n + 1)[:, None]
+    c = np.arange(max_n + 1)[None, :]
+    if value_kind(objective) == "group":
+        table[:] = (c > 0) & (c < n)
+    else:
+        spec = get(objective)
+        least = k + 1 if spec.needs_more_samples_than_k else k
+        for size in range(max(least, 1), max_n + 1):
+            for correct in range(size + 1):
+                rewards = np.r_[np.ones(correct), np.zeros(size - correct)]
+                table[size, correct] = np.abs(sample_weights(objective, rewards, None, k=k)).sum()
+    table.setflags(write=False)
+    return table
+
+
+def expected_values(table: np.ndarray, alpha, beta) -> np.ndarray:
+    """V[i, n] = E[M[n, C]], C ~ BetaBinomial(n, α_i, β_i), for every prompt i and n = 0..max_n."""
+    alpha = np.asarray(alpha, dtype=np.float64)[:, None, None]
+    beta = np.asarray(beta, dtype=np.float64)[:, None, None]
+    size = table.shape[0]
+    n = np.arange(size, dtype=np.float64)[None, :, None]
+    c = np.arange(size, dtype=np.float64)[None, None, :]
+    valid = c <= n
+    c_ok, rest = np.where(valid, c, 0.0), np.where(valid, n - c, 0.0)
+    log_pmf = (gammaln(n + 1) - gammaln(c_ok + 1) - gammaln(rest + 1)
+               + betaln(c_ok + alpha, rest + beta) - betaln(alpha, beta))
+    pmf = np.where(valid, np.exp(log_pmf), 0.0)
+    return (pmf * table[None]).sum(axis=2)
+
+
+def solve(values, budget: int, min_n: int) -> np.ndarray:
+    """The allocation n (one per prompt, each 0 or in [min_n, max_n], max_n = values.shape[1] − 1) that maximises
+    Σ_i values[i, n_i] subject to Σ_i n_i = budget, exactly, by dynamic programming over the budget spent.
+
+    O(prompts · budget · max_n). Ties go to the smaller n for earlier prompts. Raises ValueError when no allocation
+    spends the budget exactly.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] == 0:
+        raise ValueError(f"values: expected [prompts, max_n + 1], got shape {v.shape}")
+    if budget < 0 or min_n < 1:
+        raise ValueError(f"budget must be >= 0 and min_n >= 1, got budget={budget}, min_n={min_n}")
+    max_n = v.shape[1] - 1
+    options = [0] + list(range(min_n, min(max_n, budget) + 1))
+    best = np.full(budget + 1, -np.inf)
+    best[0] = 0.0
+    choices = np.zeros((v.shape[0], budget + 1), dtype=np.int64)
+    for i in range(v.shape[0]):
+        new = np.full(budget + 1, -np.inf)
+        for n in options:
+            candidate = np.full(budget + 1, -np.inf)
+            candidate[n:] = best[: budget + 1 - n] + v[i, n]
+            better = candidate > new
+            new[better] = candidate[better]
+            choices[i, better] = n
+        best = new
+    if not np.isfinite(best[budget]):
+        raise ValueError(f"no allocation of {v.shape[0]} prompts, each 0 or {min_n}..{max_n} samples, spends exactly "
+                         f"{budget} samples")
+    out = np.zeros(v.shape[0], dtype=np.int64)
+    left = budget
+    for i in range(v.shape[0] - 1, -1, -1):
+        out[i] = choices[i, left]
+        left -= out[i]
+    return out
+
+
+@dataclass
+class SuccessHistory:
+    """Each prompt's successes and trials at its latest visit in this run (the allocation's evidence)."""
+
+    latest: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def record(self, prompt_ids, rewards_rows) -> None:
+        for pid, rewards in zip(prompt_ids, rewards_rows):
+            r = np.asarray(rewards, dtype=np.float64)
+            if r.size:
+                self.latest[pid] = (float(r.sum()), int(r.size))
+
+    def prior_mean(self) -> float:
+        """Pooled success rate of the latest visits (0.5 before any), kept inside [0.01, 0.99]."""
+        if not self.latest:
+            return 0.5
+        successes, trials = np.array(list(self.latest.values())).T
+        return float(np.clip(successes.sum() / trials.sum(), 0.01, 0.99))
+
+    def posterior(self, prompt_ids, prior_strength: float) -> tuple[np.ndarray, np.ndarray]:
+        """(α, β) of each prompt's Beta posterior."""
+        mu = self.prior_mean()
+        seen = [self.latest.get(pid, (0.0, 0)) for pid in prompt_ids]
+        successes = np.array([s for s, _ in seen])
+        trials = np.array([t for _, t in seen], dtype=np.float64)
+        return mu * prior_strength + successes, (1 - mu) * prior_strength + trials - successes
+
+    def state(self) -> dict:
+        return {pid: list(v) for pid, v in self.latest.items()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SuccessHistory":
+        return cls({pid: (float(s), int(t)) for pid, (s, t) in state.items()})
+
+
+def allocate(prompt_ids, history: SuccessHistory, *, objective: str, k: int, budget: int, min_n: int, max_n: int,
+             prior_strength: float) -> np.ndarray:
+    """Samples for each candidate prompt (0: skipped) under ``budget``, for ``objective`` (module docstring)."""
+    alpha, beta = history.posterior(prompt_ids, prior_strength)
+    values = expected_values(outcome_values(objective, k, max_n), alpha, beta)
+    return solve(values, budget, min_n)

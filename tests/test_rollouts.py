@@ -1,0 +1,345 @@
+"""Rollout allocation (Knapsack RL), the training telemetry and B-STaR's temperature rule, as pure functions.
+
+The allocation is checked against brute force over every allocation of small instances; its values against an
+independent Beta-binomial; per-prompt n against exact enumeration of the samples of two prompts sharing parameters;
+the balance score against a literal transcription of its definition; and the temperature rule on synthetic runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from infertune.objectives import sample_weights
+from infertune.train.allocation import SuccessHistory, allocate, expected_values, outcome_values, solve
+from infertune.train.loop import prompt_weights
+from infertune.train.telemetry import balance_score, distinct_correct, nonzero_gradient, step_telemetry
+from infertune.train.temperature import bstar_step, candidate_temperatures, choose
+
+# -- the knapsack ---------------------------------------------------------------------------------------------------
+
+
+def brute_force(values: np.ndarray, budget: int, min_n: int):
+    """The best total value over every allocation (each prompt 0 or min_n..max_n) spending exactly the budget."""
+    max_n = values.shape[1] - 1
+    options = [0] + list(range(min_n, max_n + 1))
+    best = None
+    for alloc in itertools.product(options, repeat=values.shape[0]):
+        if sum(alloc) == budget:
+            total = sum(values[i, n] for i, n in enumerate(alloc))
+            best = total if best is None else max(best, total)
+    return best
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 6), st.data())
+def test_the_allocation_is_the_brute_force_optimum(prompts, max_n, data):
+    min_n = data.draw(st.integers(1, max_n))
+    budget = data.draw(st.integers(0, prompts * max_n + 1))
+    values = np.array(data.draw(st.lists(st.lists(st.floats(-1, 5, allow_nan=False), min_size=max_n + 1,
+                                                  max_size=max_n + 1), min_size=prompts, max_size=prompts)))
+    values[:, 0] = 0.0  # a skipped prompt is worth nothing
+    best = brute_force(values, budget, min_n)
+    if best is None:
+        with pytest.raises(ValueError, match="spends exactly"):
+            solve(values, budget, min_n)
+        return
+    alloc = solve(values, budget, min_n)
+    assert alloc.sum() == budget
+    assert all(n == 0 or min_n <= n <= max_n for n in alloc)
+    assert sum(values[i, n] for i, n in enumerate(alloc)) == pytest.approx(best, abs=1e-12)
+
+
+@pytest.mark.parametrize("objective, k", [("rloo", 1), ("grpo", 1), ("bon-exact", 2), ("bon-rlb", 3), ("star", 1),
+                                          ("bon-rl-s", 2), ("passk-chen", 2)])
+def test_values_are_the_expectation_under_the_beta_binomial(objective, k):
+    table = outcome_values(objective, k, 8)
+    alpha, beta = np.array([0.7, 3.0, 12.0]), np.array([1.3, 0.5, 4.0])
+    values = expected_values(table, alpha, beta)
+    for i in range(3):
+        for n in range(9):
+            pmf = stats.betabinom.pmf(np.arange(n + 1), n, alpha[i], beta[i])
+            assert values[i, n] == pytest.approx(pmf @ table[n, : n + 1], abs=1e-12)
+
+
+def test_group_value_is_the_chance_the_group_is_not_all_equal():
+    """With a near-certain success rate p the Beta-binomial is the binomial: 1 − p^n − (1 − p)^n (Knapsack RL)."""
+    p, strength = 0.3, 1e9
+    values = expected_values(outcome_values("grpo", 1, 6), [p * strength], [(1 - p) * strength])[0]
+    n = np.arange(7)
+    np.testing.assert_allclose(values, np.where(n > 0, 1 - p**n - (1 - p) ** n, 0.0), atol=1e-6)
+
+
+@pytest.mark.parametrize("objective, k", [("bon-exact", 2), ("bon-rlb", 2), ("passk-chen", 3), ("star", 1)])
+def test_magnitude_values_depend_on_the_count_of_correct_samples_only(objective, k):
+    rng = np.random.default_rng(0)
+    table = outcome_values(objective, k, 7)
+    for n in range(4, 8):
+        for c in range(n + 1):
+            r = rng.permutation(np.r_[np.ones(c), np.zeros(n - c)])
+            assert np.abs(sample_weights(objective, r, k=k)).sum() == pytest.approx(table[n, c], abs=1e-12)
+
+
+def test_knapsack_moves_samples_from_settled_prompts_to_uncertain_ones():
+    history = SuccessHistory()
+    history.record(["easy", "hard", "mixed", "mixed2"], [np.ones(16), np.zeros(16), np.r_[np.ones(8), np.zeros(8)],
+                                                         np.r_[np.ones(5), np.zeros(11)]])
+    ids = ["easy", "hard", "mixed", "mixed2", "unseen"]
+    n = allocate(ids, history, objective="rloo", k=1, budget=24, min_n=2, max_n=16, prior_strength=2.0)
+    assert n.sum() == 24
+    # All-correct and all-wrong last time: each gets fewer samples than any prompt likely to disagree, and fewer than
+    # the 24/5 of a uniform split (with a prior of 2 pseudo-samples they are not written off entirely).
+    assert n[:2].max() < n[2:].min() and n[:2].max() < 24 / 5
+    assert n[3] >= n[2]  # p ≈ 0.3 needs more samples than p ≈ 0.5 to see both outcomes
+    n = allocate(ids, history, objective="rloo", k=1, budget=6, min_n=2, max_n=16, prior_strength=2.0)
+    assert n[0] == n[1] == 0 and n.sum() == 6  # a tight budget skips the settled prompts
+
+
+def test_success_history_keeps_the_latest_visit_and_survives_a_checkpoint():
+    history = SuccessHistory()
+    history.record(["a", "b"], [np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0])])
+    history.record(["a"], [np.array([1.0, 1.0, 1.0])])
+    assert history.latest == {"a": (3.0, 3), "b": (1.0, 4)}
+    assert history.prior_mean() == pytest.approx(4 / 7)
+    alpha, beta = history.posterior(["a", "new"], prior_strength=2.0)
+    np.testing.assert_allclose(alpha, [8 / 7 + 3, 8 / 7])
+    np.testing.assert_allclose(beta, [6 / 7, 6 / 7])
+    assert SuccessHistory.from_state(history.state()).latest == history.latest
+
+
+# -- unbiasedness with a different n per prompt, by enumeration ------------------------------------------------------
+
+THETA = [0.3, -0.5, 0.8]
+PROMPTS = [  # (offset of the prompt's logits, reward of each outcome)
+    (np.array([0.0, 0.4, -0.2]), np.array([1.0, 0.0, 0.0])),
+    (np.array([-0.3, 0.1, 0.5]), np.array([0.0, 1.0, 1.0])),
+]
+
+
+def _policy(theta, offset, temperature):
+    return torch.softmax((theta + torch.tensor(offset)) / temperature, 0)
+
+
+def _pass_at_k(theta, offset, rewards, k, temperature):
+    """pass@k = 1 − (P[wrong])^k of one prompt, a differentiable function of the shared parameters."""
+    wrong = (_policy(theta, offset, temperature) * torch.tensor(1.0 - rewards)).sum()
+    return 1 - wrong**k
+
+
+@pytest.mark.parametrize("objective, k, sizes", [("rloo", 1, (2, 4)), ("bon-exact", 2, (2, 5)),
+                                                 ("bon-exact", 3, (4, 3))])
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_per_prompt_n_keeps_the_batch_unbiased(objective, k, sizes, temperature):
+    """Two prompts share the parameters θ and are sampled n_1 and n_2 times (an allocation fixed before sampling).
+    Summing every joint outcome of their samples, weighted by its probability, the trainer's update direction
+    (1/m) Σ_x Σ_i w_{x,i} ∇log π_T(y_{x,i}|x), each prompt's weights from its own n (``prompt_weights``, then the
+    trainer's division by the m = 2 chosen prompts), equals (1/m) Σ_x ∇J_x: pass@1 for rloo, pass@k for bon-exact."""
+    theta = torch.tensor(THETA, dtype=torch.float64, requires_grad=True)
+    target = sum(_pass_at_k(theta, off, r, k, temperature) for off, r in PROMPTS) / len(PROMPTS)
+    want, = torch.autograd.grad(target, theta)
+    pis = [_policy(theta, off, temperature).detach().numpy() for off, _ in PROMPTS]
+    expected = np.zeros(3)
+    for outcomes in itertools.product(*[itertools.product(range(3), repeat=n) for n in sizes]):
+        prob = np.prod([np.prod(pi[list(o)]) for pi, o in zip(pis, outcomes)])
+        targets = [r[list(o)] for (_, r), o in zip(PROMPTS, outcomes)]
+        weights = prompt_weights(objective, targets, None, k)
+        direction = np.zeros(3)
+        for pi, o, w in zip(pis, outcomes, weights):
+            for y, wi in zip(o, w):
+                direction += wi * (np.eye(3)[y] - pi) / temperature  # ∇_θ log softmax((θ + b)/T)[y]
+        expected += prob * direction / len(PROMPTS)
+    np.testing.assert_allclose(expected, want.numpy(), atol=1e-12)
+
+
+# -- telemetry ------------------------------------------------------------------------------------------------------
+
+
+def literal_balance(rewards_rows, scores_rows, texts_rows, target, threshold):
+    """B-STaR's balance score at one threshold, as its definition reads (duplicates dropped, per query
+    min(n'/n*, 1)·n'/n, 0 for a query with nothing selected, mean over queries)."""
+    per_query = []
+    for rewards, scores, texts in zip(rewards_rows, scores_rows, texts_rows):
+        kept = {t: r for r, s, t in zip(rewards, scores, texts) if s >= threshold}
+        n_sel = len(kept)
+        n_good = sum(1 for r in kept.values() if r == 1)
+        per_query.append(min(n_good / target, 1) * n_good / n_sel if n_sel else 0.0)
+    return float(np.mean(per_query))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=8), min_size=1, max_size=4), st.floats(0.5, 4))
+def test_balance_score_is_the_best_threshold_of_the_literal_definition(rows, target):
+    # Sample j of a prompt is answer t; a text determines its reward and score (the same completion gets the same
+    # reward and, from a per-sample verifier, the same score), as in a real batch.
+    texts = [[f"answer{t}" for t in row] for row in rows]
+    rewards = [[float(t % 2) for t in row] for row in rows]
+    scores = [[float((t * 3) % 5) for t in row] for row in rows]
+    best, threshold = balance_score(rewards, scores, texts, target)
+    candidates = sorted({s for row in scores for s in row})
+    brute = max(literal_balance(rewards, scores, texts, target, c) for c in candidates)
+    assert best == pytest.approx(brute, abs=1e-12)
+    assert literal_balance(rewards, scores, texts, target, threshold) == pytest.approx(best, abs=1e-12)
+
+
+def test_step_telemetry_of_a_hand_made_batch():
+    rewards = [np.array([1.0, 1.0, 0.0, 0.0]), np.array([0.0, 0.0]), np.array([1.0, 1.0, 1.0])]
+    scores = [np.array([0.9, 0.2, 0.5, 0.1]), np.array([0.3, 0.4]), np.array([0.5, 0.5, 0.5])]
+    answers = [["1+2", "2+1", "3", None], ["4", "4"], ["5", "5", "2+3"]]
+    weights = [np.array([0.1, 0.1, -0.1, -0.1]), np.zeros(2), np.zeros(3)]
+    t = step_telemetry(rewards, scores, answers, answers, weights, k=2, balance_target=2)
+    assert t["prompts"] == 3 and t["samples"] == 9
+    assert t["nonzero_prompts"] == pytest.approx(1 / 3) and t["nonzero_samples"] == pytest.approx(4 / 9)
+    assert t["reward"] == pytest.approx((1 / 2 + 0 + 1) / 3)  # each prompt once
+    assert t["pass_at_k"] == pytest.approx((1 - 1 / 6 + 0 + 1) / 3)  # pass@2 of 2-of-4 correct is 5/6
+    assert t["distinct_correct"] == pytest.approx((2 + 0 + 2) / 3)
+    # Prompt 1: the verifier's top pick (0.9) is right; prompt 3: all tied and all right; prompt 2 has nothing.
+    assert t["selection_accuracy"] == pytest.approx(1.0)
+    np.testing.assert_array_equal(nonzero_gradient(weights), [True, False, False])
+    np.testing.assert_array_equal(distinct_correct(rewards, answers), [2, 0, 2])
+    # n* = 2. Threshold 0.2 keeps prompt 1's "1+2", "2+1" (right) and "3" (wrong): min(2/2, 1)·2/3; prompt 2 keeps
+    # nothing right: 0; prompt 3 keeps its 2 distinct right answers: 1. The other thresholds score less:
+    # 0.1 → (2/4 + 0 + 1)/3, 0.4 and 0.5 → (1/2·1/2 + 0 + 1)/3, 0.9 → (1/2 + 0 + 0)/3.
+    assert t["balance"] == pytest.approx((2 / 3 + 0 + 1) / 3)
+    assert balance_score(rewards, scores, answers, 2) == pytest.approx(((2 / 3 + 1) / 3, 0.2))
+
+
+# -- B-STaR's temperature rule on synthetic runs ----------------------------------------------------------------
+
+
+class SyntheticPolicy:
+    """Answers to a prompt: a favourite correct answer, four rarer correct ones and ten wrong ones that the verifier
+    rates above every correct answer (a reward model's blind spot, so no threshold keeps them out). ``sharpness``
+    scales the logits, as a policy trained on its own samples sharpens. The balance score is low at low T (one
+    distinct correct answer) and at high T (many wrong ones selected) and peaks between."""
+
+    LOGITS = np.array([3.0, 1.0, 1.0, 0.8, 0.8] + [0.0] * 10)
+    CORRECT = np.array([1.0] * 5 + [0.0] * 10)
+    SCORE = np.array([0.6] * 5 + [0.9] * 10)
+
+    def __init__(self, sharpness: float = 1.0, prompts: int = 1024, n: int = 16, seed: int = 0):
+        self.sharpness, self.prompts, self.n, self.seed = sharpness, prompts, n, seed
+
+    def balance_at(self, temperature: float) -> float:
+        logits = self.sharpness * self.LOGITS / temperature
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        u = np.random.default_rng(self.seed).random((self.prompts, self.n))  # the same uniforms at every T
+        draws = np.minimum(np.searchsorted(np.cumsum(p), u), p.size - 1)
+        rewards = [self.CORRECT[row] for row in draws]
+        scores = [self.SCORE[row] for row in draws]
+        texts = [[str(a) for a in row] for row in draws]
+        return balance_score(rewards, scores, texts, target=4)[0]
+
+
+def _run(policy, start, steps, sharpen=0.0):
+    temperature, path = start, [start]
+    for _ in range(steps):
+        temperature = bstar_step(temperature, policy.balance_at, step=0.1, low=0.3, high=2.0).temperature
+        policy.sharpness += sharpen
+        path.append(temperature)
+    return path
+
+
+def test_collapsed_exploration_raises_the_temperature():
+    """Low T: nearly every sample is the favourite answer, one distinct correct answer per prompt: B-STaR's score
+    rewards more distinct correct samples, so the rule heats up, and stops where the verifier's blind spot starts to
+    cost more than diversity gains."""
+    policy = SyntheticPolicy()
+    path = _run(policy, 0.4, 12)
+    assert all(b >= a for a, b in zip(path, path[1:]))
+    assert 0.6 <= path[-1] <= 0.9  # it settles where the wrong answers the verifier prefers start to cost more
+    assert policy.balance_at(path[-1]) > policy.balance_at(0.4)
+
+
+def test_too_noisy_samples_lower_the_temperature():
+    """High T: the wrong answers the verifier rates highly crowd the selection; the rule cools down to the peak."""
+    policy = SyntheticPolicy()
+    path = _run(policy, 2.0, 20)
+    assert all(b <= a for a, b in zip(path, path[1:]))
+    assert 0.6 <= path[-1] <= 0.9
+    assert policy.balance_at(path[-1]) > policy.balance_at(2.0)
+
+
+def test_a_sharpening_policy_is_sampled_ever_hotter():
+    """As a self-improving policy sharpens (B-STaR's diagnosis: exploration collapses over iterations), the rule
+    keeps the balance up by raising the temperature."""
+    start = _run(SyntheticPolicy(), 0.4, 15)[-1]
+    policy = SyntheticPolicy()
+    path = _run(policy, start, 15, sharpen=0.15)
+    assert all(b >= a for a, b in zip(path, path[1:])) and path[-1] >= start + 0.5
+
+
+def test_candidates_and_ties():
+    assert candidate_temperatures(1.0, 0.1, 0.3, 1.5) == (0.9, 1.0, 1.1)
+    assert candidate_temperatures(0.3, 0.1, 0.3, 1.5) == (0.3, 0.4)
+    assert choose((0.9, 1.0, 1.1), (0.5, 0.5, 0.5), 1.0) == 1.0  # ties keep the current temperature
+    assert choose((0.9, 1.0, 1.1), (np.nan, 0.2, 0.3), 1.0) == 1.1
+    assert choose((0.9, 1.0), (np.nan, np.nan), 1.0) == 1.0
+    with pytest.raises(ValueError):
+        candidate_temperatures(1.0, 0.0, 0.3, 1.5)
+
+
+# -- configuration ----------------------------------------------------------------------------------------------
+
+
+def test_rollout_options_are_checked_before_any_work():
+    from infertune.train import TrainConfig
+
+    config = TrainConfig(allocation="knapsack", objective="bon-rl-s", n=8, k=4, batch_prompts=4)
+    assert (config.pool_size, config.samples_min_n, config.samples_max_n) == (8, 5, 32)  # bon-rl-s needs n > k
+    assert TrainConfig(allocation="knapsack", objective="rloo", n=8, k=1).samples_min_n == 2
+    for bad, message in [
+        (dict(allocation="greedy"), "uniform or knapsack"),
+        (dict(candidate_prompts=32), "knapsack only"),
+        (dict(allocation="knapsack", objective="sft"), "reference answers"),
+        (dict(allocation="knapsack", objective="tang-loo", n=8, k=8), "k = n only"),
+        (dict(allocation="knapsack", reward="verifier"), "--reward task"),
+        (dict(allocation="knapsack", objective="bon-exact", n=8, k=4, min_n=3), "fewer samples"),
+        (dict(allocation="knapsack", batch_prompts=16, n=16, candidate_prompts=4, max_n=32), "cannot spend"),
+        (dict(auto_temperature=True, objective="sft"), "no sampling temperature"),
+        (dict(auto_temperature=True, temperature=2.0), "outside"),
+        (dict(prior_strength=0.0), "prior_strength"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**bad)
+
+
+# -- the training report ------------------------------------------------------------------------------------------
+
+
+def test_report_of_a_training_run_plots_and_summarises_its_telemetry(tmp_path):
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+    from infertune.train import LOG_FIELDS
+
+    rows = []
+    for step in range(1, 21):
+        row = {name: 0.0 for name in LOG_FIELDS}
+        row.update(step=step, reward=step / 40, pass_at_k=step / 20, nonzero_prompts=0.5, entropy=1.0 - step / 40,
+                   balance=0.25, temperature=1.0 if step < 10 else 1.1, distinct_correct=step / 10)
+        rows.append(row)
+    with open(tmp_path / "train_log.csv", "w") as fh:
+        fh.write(",".join(LOG_FIELDS) + "\n")
+        for row in rows:
+            fh.write(",".join(str(row[name]) for name in LOG_FIELDS) + "\n")
+    (tmp_path / "eval_log.csv").write_text("step,pass@1,pass@4\n10,0.1,0.3\n20,0.2,0.4\n")
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "telemetry.png").stat().st_size > 10_000
+    payload = json.loads((tmp_path / "report" / "telemetry.json").read_text())
+    assert payload["summary"]["reward"] == {"first": pytest.approx(1.5 / 40), "last": pytest.approx(19.5 / 40)}
+    assert payload["summary"]["temperature"] == {"first": 1.0, "last": pytest.approx(1.1)}
+    assert payload["held_out"]["pass@4"] == [0.3, 0.4]
+    assert "distinct_correct" in result.output and "held-out at step 20" in result.output
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["report", str(empty)])
+    assert result.exit_code == 2 and "train_log.csv" in result.output
