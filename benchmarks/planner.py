@@ -110,6 +110,8 @@ def main() -> None:
                                            "skipped")} for row in result.curve],
         "efficiency_ratio_oracle_difficulty": oracle.efficiency_ratio,
         "efficiency_ratio_oracle_difficulty_ci": oracle.efficiency_ratio_ci,
+        "oracle_difficulty_note": "not a held-out figure: prompts are binned by the rewards their strategies are "
+                                  "valued on; context only",
         "unit": r.unit, "tokens_per_sample_equivalent": round(r.unit_size, 3),
         "strategies": result.strategies, "probe_samples": args.probe_samples,
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],

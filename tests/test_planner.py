@@ -277,10 +277,20 @@ def test_strategies_are_valued_on_the_samples_after_the_probes(tmp_path):
 
 def test_budget_to_match_mixes_sample_counts_along_the_concave_envelope():
     uniform = {1: 0.2, 2: 0.3, 4: 0.5, 8: 0.6}
-    assert planner.budget_to_match(uniform, 0.1) == 1.0
+    assert planner.budget_to_match(uniform, 0.1) == pytest.approx(0.5)  # N = 1 on half the prompts, none on the rest
     assert planner.budget_to_match(uniform, 0.25) == pytest.approx(1.5)
     assert planner.budget_to_match(uniform, 0.45) == pytest.approx(3.5)
     assert planner.budget_to_match(uniform, 0.7) is None
     # Not concave: mixing N = 1 and N = 3 half and half reaches 0.6 at an average of 2 samples, cheaper than
     # interpolating between neighbours (2.44).
     assert planner.budget_to_match({1: 0.5, 2: 0.52, 3: 0.7}, 0.6) == pytest.approx(2.0)
+
+
+def test_a_cheaper_but_less_accurate_plan_is_not_credited():
+    """A plan spending 0.8 samples for accuracy 0.2, where Best-of-1 costs 1 for 0.3: uniform reaches 0.2 at 2/3 of
+    a sample (Best-of-1 on two prompts in three), so the ratio is below 1 and the guard does not keep the plan."""
+    from infertune.planning.efficiency import beats_uniform, efficiency
+
+    match, ratio = efficiency(0.2, 0.8, {1: 0.3, 2: 0.4}, {1: 1.0, 2: 2.0})
+    assert match == pytest.approx(2 / 3) and ratio == pytest.approx(2 / 3 / 0.8)
+    assert not beats_uniform(0.2, 0.8, {1: 0.3, 2: 0.4}, {1: 1.0, 2: 2.0})

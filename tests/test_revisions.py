@@ -157,3 +157,31 @@ def test_train_revision_model_runs_the_trainer_on_the_examples(tmp_path):
     model, tok = tiny_model(TinyConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64))
     path = train_revision_model(task, examples, model, tok, RevisionTrainConfig(steps=3, batch=4), tmp_path)
     assert (path / "config.json").exists() and (tmp_path / "run" / "train_log.csv").exists()
+
+
+def test_test_time_revision_contexts_never_show_the_reference_even_to_a_renderer_that_shows_everything():
+    """The planner's revision runs render contexts through ``runs.revision_context``; a renderer that prints every
+    field of the problem it is given, and a reviser that echoes its whole context, still never show the reference
+    answer or the problem's metadata."""
+    from dataclasses import asdict
+
+    from infertune.models.base import Completion
+    from infertune.planning.runs import revision_context
+
+    task = ToyTask(targets=(2,))
+    base = task.problems()[0]
+    problem = Problem(base.id, base.prompt, REFERENCE, base.target, metadata={"solution": REFERENCE},
+                      system="be brief")
+
+    class Echo:
+        def sample(self, prompts, params):
+            return [[Completion(p, [], [], "stop", index=params.start_index + j) for j in range(params.n)]
+                    for p in prompts]
+
+    chains = revision_chains([problem], Echo(), Echo(), RevisionConfig(chains=2, length=3, window=2),
+                             render=lambda p: p.prompt,
+                             render_revision=lambda p, a: revision_context(task, lambda q: repr(asdict(q)), p, a),
+                             count_tokens=len)
+    attempts = [a for chain in chains[0] for a in chain]
+    assert len(attempts) == 6 and any("be brief" in a.context for a in attempts)  # the renderer saw the problem
+    assert all(REFERENCE not in a.context and REFERENCE not in a.text for a in attempts)

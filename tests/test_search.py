@@ -178,3 +178,33 @@ def test_with_an_exact_prm_beam_search_beats_best_of_n_at_the_same_tokens():
     # than N/M distinct partial answers to keep.
     assert max(r.tokens for r in results) == 48 and min(r.tokens for r in results) >= 32
     assert success > 3 * best_of_8 + 3 * np.sqrt(success * (1 - success) / runs)
+
+
+class FinishedFirstSteps:
+    """Every sampled step ends its answer: the digit (index) % 10, two tokens."""
+
+    def steps(self, prompts, params):
+        from infertune.models.search import Step
+
+        return [[Step(f"{(params.start_index + j) % 10}", 2, True) for j in range(params.n)] for _ in prompts]
+
+
+def test_beam_search_whose_answers_end_in_one_step_is_best_of_n_through_the_search_loop():
+    """max_steps > 1, so the loop itself (not the out-of-rounds exit) finds nothing left to expand after round 1:
+    the answers are round 1's N samples and the pick is Best-of-N's by the PRM, at N samples' tokens."""
+    task = ToyTask(targets=(3,))
+    prm = DigitPRM()
+    [result] = search(task.problems(), ["sum=3:"], FinishedFirstSteps(), prm,
+                      SearchConfig(n=6, width=6, max_steps=4, select="best"))
+    assert result.text == "5" and result.rounds == 0 and result.answers == 6 and result.tokens == 12
+    assert result.prm_calls == 6  # the final scoring of the six answers, nothing else
+
+
+def test_beam_search_of_width_n_keeps_one_beam_and_expands_it_n_ways():
+    """N = M = 4 with three-step answers: each later round extends the single best partial answer 4 ways."""
+    task = ToyTask(targets=(3,))
+    sampler = IndexedSteps()
+    [result] = search(task.problems(), ["sum=3:"], sampler, DigitPRM(), SearchConfig(n=4, width=4, select="best"))
+    assert sampler.calls[0][:2] == (1, 4) and [c[:2] for c in sampler.calls[1:]] == [(1, 4), (1, 4)]
+    assert result.rounds == 2 and result.tokens == 3 * 4 * 2
+    assert result.prm_calls == 4 + 4 + 4  # 4 states valued in each of two rounds, 4 answers scored at the end

@@ -8,8 +8,12 @@ verifier): the best one, or (``weighted``) the answer whose candidates' scores s
 is valued by the PRM at the end of a greedy (temperature 0) rollout of k more steps instead of at its own end.
 
 Compute is counted in generated tokens: every step sampled, including candidates that are dropped or duplicates,
-and every rollout token. PRM evaluations are counted separately (``prm_calls``) and not charged to the budget, as
-verifier scoring is not charged to Best-of-N either. Partial answers of one prompt with the same text are one state:
+and every rollout token. PRM evaluations are counted separately (``SearchResult.prm_calls``: states and answers
+scored) and not charged to the budget, as verifier scoring is not charged to Best-of-N either. Re-reading (prefilling)
+a kept partial answer to extend it is not charged either: the budget counts generated tokens, as Snell et al. do,
+and an engine with a prefix cache (vLLM) does not recompute it; the transformers sampler here does, once per kept
+state. Revisions are charged their context of earlier attempts (see ``models.revise``), so search is the cheaper
+of the two on this accounting. Partial answers of one prompt with the same text are one state:
 they are kept once, so a step never spends M samples twice on the same prefix.
 
 Randomness: round 1 draws sample indices run·N .. run·N + N − 1 from the prompt, every later expansion draws indices
@@ -98,6 +102,7 @@ class SearchResult:
     rollout_tokens: int  # of which lookahead rollouts
     answers: int  # finished answers it chose among
     rounds: int  # expansion rounds run
+    prm_calls: int = 0  # states and answers scored (by the PRM, and by the final verifier): not charged to budgets
 
 
 def search(problems: Sequence, prompts: Sequence[str], sampler: StepSampler, prm, config: SearchConfig, *,
@@ -112,6 +117,7 @@ def search(problems: Sequence, prompts: Sequence[str], sampler: StepSampler, prm
     count = len(problems)
     tokens = np.zeros(count, dtype=np.int64)
     rollout_tokens = np.zeros(count, dtype=np.int64)
+    prm_calls = np.zeros(count, dtype=np.int64)
     params = SamplingParams(n=config.n, temperature=config.temperature, max_new_tokens=config.max_step_tokens,
                             seed=config.seed, start_index=run * config.n)
     first = sampler.steps(list(prompts), params)
@@ -133,6 +139,7 @@ def search(problems: Sequence, prompts: Sequence[str], sampler: StepSampler, prm
         if not flat:
             break
         rounds += 1
+        prm_calls += [len(row) for row in active]
         if config.lookahead:
             values, spent = _lookahead_values(problems, prompts, sampler, prm, flat, config)
             tokens += spent
@@ -152,7 +159,8 @@ def search(problems: Sequence, prompts: Sequence[str], sampler: StepSampler, prm
         for (i, text), row in zip(kept, out):
             candidates[i].extend((text + s.text, s.finished) for s in row)
             tokens[i] += sum(s.tokens for s in row)
-    return _select(problems, done, final or prm, config, answer, tokens, rollout_tokens, rounds)
+    prm_calls += [len(row) for row in done]
+    return _select(problems, done, final or prm, config, answer, tokens, rollout_tokens, rounds, prm_calls)
 
 
 def _lookahead_values(problems, prompts, sampler, prm, flat, config: SearchConfig):
@@ -177,7 +185,7 @@ def _lookahead_values(problems, prompts, sampler, prm, flat, config: SearchConfi
 
 
 def _select(problems, done, verifier, config: SearchConfig, answer, tokens, rollout_tokens,
-            rounds) -> list[SearchResult]:
+            rounds, prm_calls) -> list[SearchResult]:
     """The final answer of each problem among its finished candidates, by the verifier's score of whole answers."""
     flat_p = [problems[i] for i, row in enumerate(done) for _ in row]
     flat_t = [t for row in done for t in row]
@@ -187,11 +195,12 @@ def _select(problems, done, verifier, config: SearchConfig, answer, tokens, roll
         s = scores[at : at + len(row)]
         at += len(row)
         if not row:
-            results.append(SearchResult("", 0.0, int(tokens[i]), int(rollout_tokens[i]), 0, rounds))
+            results.append(SearchResult("", 0.0, int(tokens[i]), int(rollout_tokens[i]), 0, rounds,
+                                        int(prm_calls[i])))
             continue
         pick = pick_weighted(row, s, answer) if config.select == "weighted" else int(np.argmax(s))
         results.append(SearchResult(row[pick], float(s[pick]), int(tokens[i]), int(rollout_tokens[i]), len(row),
-                                    rounds))
+                                    rounds, int(prm_calls[i])))
     return results
 
 

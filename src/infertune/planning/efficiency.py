@@ -13,16 +13,18 @@ import numpy as np
 
 def budget_to_match(uniform: dict[float, float], target: float) -> float | None:
     """The smallest average cost at which uniform Best-of-N reaches ``target``, from {cost: accuracy} points (a
-    cost may be a sample count N). None when even the most expensive point falls short."""
+    cost may be a sample count N). None when even the most expensive point falls short. Spending nothing (answering
+    no prompt) is the point (0, 0): below the cheapest point's accuracy, uniform mixes it with nothing, so a plan
+    that is both cheaper and less accurate is not credited with the cheapest point's whole cost."""
     hull: list[tuple[float, float]] = []
-    for point in sorted((float(c), float(a)) for c, a in uniform.items()):
+    for point in sorted({(0.0, 0.0)} | {(float(c), float(a)) for c, a in uniform.items()}):
         # Upper hull: drop the last point while it lies on or below the chord to the new one.
         while len(hull) >= 2 and ((hull[-1][0] - hull[-2][0]) * (point[1] - hull[-2][1])
                                   >= (point[0] - hull[-2][0]) * (hull[-1][1] - hull[-2][1])):
             hull.pop()
         hull.append(point)
-    if hull[0][1] >= target - 1e-12:
-        return hull[0][0]
+    if target <= 0:
+        return 0.0
     for (c0, a0), (c1, a1) in zip(hull, hull[1:]):
         if a1 >= target - 1e-12:
             return c0 + (c1 - c0) * (target - a0) / (a1 - a0)
@@ -40,7 +42,7 @@ def efficiency(accuracy: float, spend: float, uniform_acc: dict[int, float],
 def beats_uniform(accuracy: float, spend: float, uniform_acc: dict[int, float],
                   uniform_cost: dict[int, float]) -> bool:
     """Whether a plan is more accurate than uniform Best-of-N at the plan's spend (efficiency ratio above 1, or
-    uniform never matching it)."""
+    uniform never matching it). With (0, 0) on the envelope, a ratio above 1 means exactly that."""
     match, ratio = efficiency(accuracy, spend, uniform_acc, uniform_cost)
     return match is None or ratio > 1 + 1e-12
 
@@ -49,7 +51,9 @@ def ratio_interval(adaptive: np.ndarray, spent: np.ndarray, uniform_acc: dict[in
                    uniform_cost: dict[int, np.ndarray], resamples: int, seed: int,
                    confidence: float = 0.95) -> tuple[float, float] | None:
     """Percentile bootstrap over prompts of (cost uniform Best-of-N needs to match) / (the plan's spend). A resample
-    that uniform Best-of-N never matches counts at its largest cost / spend, so the upper end may be understated."""
+    that uniform Best-of-N never matches counts at its largest cost / spend, so the upper end may be understated.
+    The folds, each fold's chosen strategies and uniform's choice per N are held fixed: the interval covers which
+    prompts were drawn, not the variance of the choices themselves, so it is narrower than a full refit's would be."""
     if resamples < 1:
         return None
     ns = sorted(uniform_acc)

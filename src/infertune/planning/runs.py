@@ -127,6 +127,13 @@ def run_search(store: SampleStore, task: Task, problems: Sequence[Problem], poli
     return {"rows_written": written, "tokens": tokens}
 
 
+def revision_context(task, render, problem: Problem, attempts: list[str]) -> str:
+    """What the revision model reads: the question and earlier attempts, rendered from a problem that carries no
+    reference answer and no metadata, so no renderer can show either."""
+    shown = Problem(problem.id, task.revision_prompt(problem, attempts), None, problem.target, system=problem.system)
+    return render(shown)
+
+
 def run_revisions(store: SampleStore, task: Task, problems: Sequence[Problem], policy: Policy, reviser: Policy,
                   layout: ChainLayout, *, seed: int, max_new_tokens: int = 32, identity: dict | None = None,
                   batch: int = 64, log: Callable[[str], None] = lambda message: None) -> dict:
@@ -148,8 +155,7 @@ def run_revisions(store: SampleStore, task: Task, problems: Sequence[Problem], p
     todo = [p for p in problems if have.get(p.id, 0) < per_prompt]
 
     def render_revision(problem: Problem, attempts: list[str]) -> str:
-        shown = Problem(problem.id, task.revision_prompt(problem, attempts), None, problem.target, system=problem.system)
-        return reviser.render(shown)
+        return revision_context(task, reviser.render, problem, attempts)
 
     def count(text: str) -> int:
         return len(reviser.sampler.encode([text])[0])

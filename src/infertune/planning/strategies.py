@@ -225,6 +225,7 @@ def revision_table(samples, layout: ChainLayout, *, seed: int = 0, unit: str = "
 
 def strategy_costs(table: StrategyTable, probe: tuple[float, int] | None) -> np.ndarray:
     """Mean cost per prompt of each strategy, probes included in the samples unit: N + m with m probes (predicted
-    difficulty), N without (oracle difficulty, which cannot be computed on new prompts)."""
+    difficulty), N without (oracle difficulty, which cannot be computed on new prompts). In the tokens unit the
+    probes count as m sample-equivalents (``unit_size`` tokens each)."""
     n = table.mean_costs()
-    return n if probe is None else n + probe[1]
+    return n if probe is None else n + probe[1] * table.unit_size
