@@ -1,83 +1,126 @@
-"""Compute-optimal planning on the embedded default: the demo's base model on held-out arithmetic problems.
+"""Compute-optimal planning on the embedded default: parallel sampling, PRM search and revisions, per difficulty bin.
 
-Samples the base model at three temperatures (n=32 each), scores every sample with the demo's learned reward model,
-writes a sample store, and plans it with `infertune plan`'s code at an average budget of 4 samples per prompt.
-Prints a JSON object as its last line: efficiency_ratio (the N uniform Best-of-N needs to match the cross-validated
-adaptive policy, divided by the policy's budget; predicted difficulty, no labels used to bin), and the same for
-oracle difficulty. Predicted difficulty is the mean verifier score of each prompt's first --probe-samples samples at
-the lowest temperature, as `infertune eval --policy` computes it on new prompts. Trains the demo's base model and verifier first if they are not cached (about 2 minutes).
+Builds (or reuses, cached under infertune's cache dir; see planner_parts.py) the base policy (the tiny model taught
+arith by supervised learning with the Trainer), its learned outcome verifier, a process reward model from
+Monte-Carlo rollouts and a revision model fine-tuned on its own attempts. On held-out problems (``--split test``,
+400 problems never used for any choice; ``validation``, 200 others, for trying things) it samples the parallel pool,
+runs every search and revision strategy (stores under the run folder, resumable), and plans with ``infertune
+plan``'s code: budgets in sample-equivalents (the mean tokens of one sample), counting probes, every generated
+token, lookahead rollouts and re-read revision contexts; difficulty predicted from probe samples; cross-validated
+with the never-worse guard.
+
+Prints a JSON object as its last line: efficiency_ratio at --budget (the compute uniform Best-of-N needs to match
+the plan, divided by the plan's real spend), its bootstrap interval over prompts, the ratio for every budget of the
+curve, the accuracy of each method family and the quality of the verifiers, with the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from infertune.demo.pipeline import TASK_OPTIONS, DemoConfig, _load, base_model, fit_verifier, sample_problems
-from infertune.planning import PlanConfig, plan_run
-from infertune.store import Sample, SampleStore
-from infertune.tasks import load
-from infertune.tasks.splits import split_problems
+import planner_parts as parts
+
+from infertune.models.loading import cache_dir
+from infertune.planning import PlanConfig, plan_run, write_plan
+from infertune.planning.plots import plot_efficiency_curve
+from infertune.sampling import SampleConfig, sample_run
+from infertune.scoring import score_store
+from infertune.store import SampleStore
+from infertune.verify import build_verifier
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--budget", type=float, default=4.0)
-    parser.add_argument("--prompts", type=int, default=300)
-    parser.add_argument("--n", type=int, default=32)
-    parser.add_argument("--temperatures", default="0.6,0.8,1.0")
-    parser.add_argument("--probe-samples", type=int, default=PlanConfig.probe_samples,
-                        help="Probe samples per prompt for predicted difficulty (at the lowest temperature).")
-    parser.add_argument("--out", default=None, help="Run folder (default: a temporary one)")
+    parser.add_argument("--split", choices=["validation", "test"], default="test")
+    parser.add_argument("--budget", type=float, default=8.0, help="Reference budget (sample-equivalents).")
+    parser.add_argument("--curve", default="2,4,8,16,32,64")
+    parser.add_argument("--prompts", type=int, default=None, help="Use only the first PROMPTS of the split.")
+    parser.add_argument("--n", type=int, default=66, help="Parallel samples per prompt and temperature.")
+    parser.add_argument("--temperatures", default="0.6,1.0")
+    parser.add_argument("--probe-samples", type=int, default=1,
+                        help="Probe samples per prompt (1 had the higher unguarded ratio than 2 or 4 on validation).")
+    parser.add_argument("--search-budgets", default="4,8,16,32,64")
+    parser.add_argument("--lookahead-budgets", default="4,8")
+    parser.add_argument("--search-runs", type=int, default=2)
+    parser.add_argument("--search-select", default="wmaj:learned",
+                        help="Final choice of search: the outcome verifier (AUC 0.83 on training problems' samples) "
+                             "rather than the PRM's last step (0.66 there); wmaj:prm to use the PRM.")
+    parser.add_argument("--chains", type=int, default=16)
+    parser.add_argument("--attempts", type=int, default=4)
+    parser.add_argument("--window", type=int, default=2)
+    parser.add_argument("--prm-view", default="arith-partial", help="What the PRM reads (a task view).")
+    parser.add_argument("--prm-answers", type=int, default=8, help="Policy answers labelled per PRM training problem.")
+    parser.add_argument("--prm-steps", type=int, default=1500)
+    parser.add_argument("--no-search", action="store_true")
+    parser.add_argument("--no-revisions", action="store_true")
+    parser.add_argument("--out", default=None, help="Run folder (default: in the cache, per split)")
     args = parser.parse_args()
-    started = time.perf_counter()
-    config = DemoConfig()
-    task = load("arith", **{k: int(v) for k, v in (o.split("=") for o in TASK_OPTIONS)})
-    train, held_out = split_problems(task, config.eval_prompts)
-    base = base_model(config, task, print)
-    verifier_dir = Path(tempfile.gettempdir()) / "infertune-planner-bench-verifier"
-    verifier_dir.mkdir(exist_ok=True)
-    verifier, quality = fit_verifier(config, task, base, train, verifier_dir)
-    model, tok = _load(base)
-    problems = held_out[: args.prompts]
-    run = Path(args.out or tempfile.mkdtemp(prefix="infertune-plan-"))
+    started, load_start = time.perf_counter(), os.getloadavg()
+    base = parts.base_model()
+    orm, reviser = parts.outcome_verifier(base), parts.revision_model(base)
+    prm = parts.process_verifier(base, view=args.prm_view, answers=args.prm_answers, steps=args.prm_steps)
+    _, validation, test = parts.splits()
+    problems = (test if args.split == "test" else validation)[: args.prompts]
+    task = parts.arith()
+    run = Path(args.out or cache_dir() / f"planner-bench-{args.split}-{len(problems)}")
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+    sample_run(SampleConfig(task="arith", task_option=parts.TASK_OPTIONS, model=str(base), n=args.n,
+                            temperatures=temperatures, max_new_tokens=16, out=str(run), batch_prompts=64),
+               only={p.id for p in problems}, task=task)
+    verifiers = [f"learned={orm}", f"prm={prm}"]
     store = SampleStore(run)
-    store.init(task_spec=task.spec(), model="demo-base")
-    with store.writer(flush_rows=100_000) as writer:
-        for t in (float(x) for x in args.temperatures.split(",")):
-            rows = sample_problems(model, tok, problems, args.n, t, seed=11)
-            flat_p = [p for p, row in zip(problems, rows) for _ in row]
-            flat_c = [c for row in rows for c in row]
-            rewards = task.rewards(flat_p, [c.text for c in flat_c])
-            scores = verifier(flat_p, flat_c)
-            for p, c, r, s in zip(flat_p, flat_c, rewards, scores):
-                writer.write(Sample(task=task.name, prompt_id=p.id, sample_index=c.index, temperature=t,
-                                    prompt=p.prompt, completion=c.text, answer=task.extract(c.text), reward=r,
-                                    num_tokens=c.num_tokens, logprob_sum=c.logprob_sum,
-                                    scores={"learned": float(s)}))
-    results = {}
-    for kind in ("predicted", "oracle"):
-        r = plan_run(store, PlanConfig(budget=args.budget, difficulty=kind, verifier="learned",
-                                       probe_samples=args.probe_samples)).result
-        results[kind] = r
-        print(f"{kind}: adaptive {r.adaptive_accuracy:.3f} vs uniform {r.uniform_strategy} {r.uniform_accuracy:.3f}; "
-              f"uniform needs N={r.uniform_budget_to_match}; policy "
-              + ", ".join(b["label"] for b in r.per_bin))
-    predicted, oracle = results["predicted"], results["oracle"]
+    score_store(store, task, [build_verifier(v, task) for v in verifiers])
+    sampled = time.perf_counter() - started
+    config = PlanConfig(budget=args.budget, curve=[float(b) for b in args.curve.split(",")], verifier="learned",
+                        probe_samples=args.probe_samples, prm=None if args.no_search else str(prm),
+                        search_budgets=[int(b) for b in args.search_budgets.split(",")], width=4, lookahead=1,
+                        lookahead_budgets=[int(b) for b in args.lookahead_budgets.split(",") if b],
+                        search_runs=args.search_runs, search_select=args.search_select, max_steps=8,
+                        max_step_tokens=16,
+                        revision_model=None if args.no_revisions else str(reviser), chains=args.chains,
+                        attempts=args.attempts, window=args.window, score_with=verifiers)
+    result = plan_run(store, config, log=print)
+    # For context only: the same plan with oracle difficulty (pass@1 from the rewards), which no new prompt has.
+    oracle = plan_run(store, replace(config, difficulty="oracle", curve=[]), log=print).result
+    paths = write_plan(result, run / "plan")
+    plot_efficiency_curve(result.curve, run / "plan" / "curve.png",
+                          title=f"embedded default, {args.split} split, {len(problems)} prompts")
+    r = result.result
+    for row in result.curve:
+        if "skipped" not in row:
+            print(f"budget {row['budget']:g}: adaptive {row['adaptive_accuracy']:.3f} at {row['adaptive_spend']:.2f} "
+                  f"vs uniform {row['uniform_accuracy']:.3f}; ratio {row['efficiency_ratio']} "
+                  f"{row['efficiency_ratio_ci']}; {', '.join(row['strategies'])}")
+    quality = {name: json.loads((Path(path).parent / "quality.json").read_text()) for name, path in
+               (("orm", orm), ("prm", prm))}
     print(json.dumps({
-        "efficiency_ratio": predicted.efficiency_ratio, "efficiency_ratio_ci": predicted.efficiency_ratio_ci,
-        "adaptive_spend": round(predicted.adaptive_spend, 3), "budget": args.budget,
-        "adaptive_accuracy": round(predicted.adaptive_accuracy, 4),
-        "uniform_accuracy_at_budget": round(predicted.uniform_accuracy, 4),
-        "uniform_budget_to_match": predicted.uniform_budget_to_match,
-        "efficiency_ratio_oracle": oracle.efficiency_ratio,
-        "adaptive_accuracy_oracle": round(oracle.adaptive_accuracy, 4), "probe_samples": args.probe_samples,
-        "verifier_auc": round(quality["auc"], 3), "prompts": len(problems), "n": args.n,
-        "temperatures": args.temperatures, "run": str(run), "seconds": round(time.perf_counter() - started, 1),
-    }))
+        "efficiency_ratio": r.efficiency_ratio, "efficiency_ratio_ci": r.efficiency_ratio_ci, "budget": args.budget,
+        "adaptive_accuracy": round(r.adaptive_accuracy, 4), "adaptive_spend": round(r.adaptive_spend, 3),
+        "uniform_accuracy_at_budget": round(r.uniform_accuracy, 4), "uniform_strategy": r.uniform_strategy,
+        "uniform_budget_to_match": r.uniform_budget_to_match, "plan": [b["label"] for b in r.per_bin],
+        "plan_is_uniform": r.guard["plan_is_uniform"], "folds_uniform": r.guard["folds_uniform"],
+        "unguarded_ratio": r.guard["unguarded_ratio"], "methods_served": r.methods,
+        "curve": [{k: row.get(k) for k in ("budget", "efficiency_ratio", "efficiency_ratio_ci", "adaptive_accuracy",
+                                           "adaptive_spend", "uniform_accuracy", "plan_is_uniform", "methods",
+                                           "skipped")} for row in result.curve],
+        "efficiency_ratio_oracle_difficulty": oracle.efficiency_ratio,
+        "efficiency_ratio_oracle_difficulty_ci": oracle.efficiency_ratio_ci,
+        "oracle_difficulty_note": "not a held-out figure: prompts are binned by the rewards their strategies are "
+                                  "valued on; context only",
+        "unit": r.unit, "tokens_per_sample_equivalent": round(r.unit_size, 3),
+        "strategies": result.strategies, "probe_samples": args.probe_samples,
+        "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
+        "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "prompts": len(problems),
+        "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},
+        "seconds": round(time.perf_counter() - started, 1), "seconds_sampling_pool": round(sampled, 1),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+    }, default=float))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -17,24 +18,31 @@ from infertune.synthetic import SyntheticConfig, write_run
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 3), st.integers(2, 5), st.integers(0, 10_000), st.sampled_from([1.0, 1.5, 2.0, 3.0, 4.0]))
-def test_choose_per_bin_equals_brute_force(bins, n_strategies, seed, budget):
+@given(st.integers(1, 3), st.integers(2, 5), st.integers(0, 10_000), st.sampled_from([1.0, 1.5, 2.0, 3.0, 4.0]),
+       st.booleans())
+def test_choose_per_bin_equals_brute_force(bins, n_strategies, seed, budget, per_bin_costs):
+    """Exact against enumeration of every choice, with costs shared by all bins (samples) or differing by bin
+    (tokens: a strategy's cost depends on the prompts)."""
     rng = np.random.default_rng(seed)
     acc = rng.random((bins, n_strategies)).round(3)
-    costs = rng.integers(1, 5, size=n_strategies)
-    costs[0] = 1  # something always fits
-    weights = rng.dirichlet(np.ones(bins)).round(4)
-    weights[-1] = 1 - weights[:-1].sum()
-    counts = np.rint(weights * 10_000)
+    costs = (rng.random((bins, n_strategies)) * 4 + 0.5).round(2) if per_bin_costs else rng.integers(1, 5, n_strategies)
+    cost_of = (lambda b, s: costs[b, s]) if per_bin_costs else (lambda b, s: costs[s])
+    cheapest = min(range(n_strategies), key=lambda s: max(cost_of(b, s) for b in range(bins)))
+    for b in range(bins):  # something always fits
+        if per_bin_costs:
+            costs[b, cheapest] = 0.5
+        else:
+            costs[cheapest] = 1
+    weights = rng.dirichlet(np.ones(bins))
     best = -1.0
     for combo in itertools.product(range(n_strategies), repeat=bins):
-        spend = sum(counts[b] * costs[s] for b, s in enumerate(combo))
-        if spend <= budget * counts.sum() + 1e-9:
-            best = max(best, sum(counts[b] * acc[b, s] for b, s in enumerate(combo)) / counts.sum())
+        spend = sum(weights[b] * cost_of(b, s) for b, s in enumerate(combo))
+        if spend <= budget + 1e-9:
+            best = max(best, sum(weights[b] * acc[b, s] for b, s in enumerate(combo)))
     chosen, value = choose_per_bin(acc, costs, weights, budget)
     assert value == pytest.approx(best, abs=1e-12)
-    assert sum(counts[b] * costs[s] for b, s in enumerate(chosen)) <= budget * counts.sum() + 1e-9
-    assert value == pytest.approx(sum(counts[b] * acc[b, s] for b, s in enumerate(chosen)) / counts.sum())
+    assert sum(weights[b] * cost_of(b, s) for b, s in enumerate(chosen)) <= budget + 1e-9
+    assert value == pytest.approx(sum(weights[b] * acc[b, s] for b, s in enumerate(chosen)))
 
 
 def _table(n_prompts=100, seed=0):
@@ -48,21 +56,25 @@ def _table(n_prompts=100, seed=0):
 
 
 def test_cross_validation_never_fits_on_a_prompts_own_fold(monkeypatch):
+    """Every fit that decides a fold's strategies (the plan, and the guard's inner cross-validation) sees only the
+    other folds' prompts; the saved plan is fitted on everything."""
     table, hardness = _table()
     calls = []
     real_fit = plan_module._fit
 
-    def recording_fit(table_, hardness_, train, *args):
+    def recording_fit(pb, train):
         calls.append(set(train.tolist()))
-        return real_fit(table_, hardness_, train, *args)
+        return real_fit(pb, train)
 
     monkeypatch.setattr(plan_module, "_fit", recording_fit)
-    folds = 5
-    plan(table, hardness, budget=3, folds=folds, seed=7)
+    folds, inner = 5, 4
+    plan(table, hardness, budget=3, folds=folds, seed=7, inner_folds=inner)
     fold_of = np.random.default_rng(7).permutation(len(hardness)) % folds
-    for f, train in enumerate(calls[:folds]):
-        assert not train & set(np.flatnonzero(fold_of == f).tolist())
-        assert train | set(np.flatnonzero(fold_of == f).tolist()) == set(range(len(hardness)))
+    for f in range(folds):
+        group = calls[f * (inner + 1) : (f + 1) * (inner + 1)]
+        test = set(np.flatnonzero(fold_of == f).tolist())
+        assert group[0] | test == set(range(len(hardness))) and not group[0] & test
+        assert all(c < group[0] for c in group[1:])  # the guard's inner folds split the fold's training prompts
     assert calls[-1] == set(range(len(hardness)))  # the saved plan is fitted on everything
 
 
@@ -126,14 +138,21 @@ def test_plan_command_prints_the_table_ratio_and_writes_the_plan(tmp_path):
     write_run(SampleStore(tmp_path), SyntheticConfig(prompts=100, n=16, temperatures=[0.5, 1.0], seed=4))
     too_small = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--verifier", "orm"])
     assert too_small.exit_code == 2 and "probe samples" in too_small.output
-    result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--bins", "3", "--folds", "4",
-                                      "--verifier", "orm", "--probe-samples", "2"], env={"COLUMNS": "160"})
+    result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "4", "--bins", "3", "--folds", "4",
+                                      "--verifier", "orm", "--probe-samples", "2", "--curve", "4", "--curve", "8"],
+                                env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "cross-validated accuracy: adaptive" in result.output and "co-scaling fit" in result.output
-    assert "2 probes at T=0.5 included" in result.output
+    assert "efficiency curve" in result.output and "guard:" in result.output
     spec = json.loads((tmp_path / "plan" / "plan.json").read_text())
-    assert spec["difficulty"] == "predicted" and len(spec["strategies"]) == 3 and spec["verifier"] == "orm"
-    assert (tmp_path / "plan" / "coscaling.png").exists()
+    summary = json.loads((tmp_path / "plan" / "summary.json").read_text())
+    assert [row["budget"] for row in summary["curve"]] == [4, 8]
+    if spec["guard"]["plan_is_uniform"]:
+        assert spec["difficulty"] == "none" and len(spec["strategies"]) == 1
+    else:
+        assert "2 probes at T=0.5 included" in result.output
+        assert spec["difficulty"] == "predicted" and len(spec["strategies"]) == 3 and spec["verifier"] == "orm"
+    assert (tmp_path / "plan" / "coscaling.png").exists() and (tmp_path / "plan" / "curve.png").exists()
     bad = CliRunner().invoke(app, ["plan", str(tmp_path), "--difficulty", "psychic"])
     assert bad.exit_code != 0
 
@@ -145,13 +164,99 @@ def test_probe_samples_are_counted_in_the_budget_and_the_ratio():
     table, hardness = _table(400)
     costs = planner.strategy_costs(table, (1.0, 2))
     assert costs.tolist() == [3, 4, 6, 10]
-    free = plan(table, hardness, budget=6, folds=5, seed=0)
-    probed = plan(table, hardness, budget=6, folds=5, seed=0, probe=(1.0, 2))
+    free = plan(table, hardness, budget=6, folds=5, seed=0, guard=False)
+    probed = plan(table, hardness, budget=6, folds=5, seed=0, probe=(1.0, 2), guard=False)
     assert free.adaptive_spend <= 6 + 1e-9 and probed.adaptive_spend <= 6 + 1e-9
     spent = costs[probed.assignments].mean()
     assert probed.adaptive_spend == pytest.approx(spent)
     assert probed.efficiency_ratio == pytest.approx(probed.uniform_budget_to_match / spent)
     assert probed.adaptive_accuracy <= free.adaptive_accuracy + 1e-12  # probes take budget away
+
+
+def test_token_costs_per_prompt_are_what_the_plan_spends():
+    """In tokens, a strategy's cost differs by prompt (and probes cost what the probes drew): the knapsack uses
+    each bin's mean cost, the reported spend is the mean of the assigned prompts' own costs and probes, and the
+    budget and spend are in sample-equivalents (tokens / unit size)."""
+    table, hardness = _table(300)
+    rng = np.random.default_rng(5)
+    length = rng.uniform(6, 14, len(hardness))  # tokens per sample differ by prompt
+    table.costs = np.outer(length, [s.n for s in table.strategies])
+    table.unit, table.unit_size = "tokens", 10.0
+    probe_costs = 2 * length
+    result = plan(table, hardness, budget=5, folds=5, seed=0, probe=(1.0, 2), probe_costs=probe_costs, guard=False)
+    spent = (table.costs[np.arange(len(hardness)), result.assignments] + probe_costs).mean() / 10.0
+    assert result.adaptive_spend == pytest.approx(spent) and result.unit == "tokens"
+    assert result.uniform_curve[0][1] == pytest.approx(length.mean() / 10.0)  # Best-of-1 costs one sample
+
+
+def test_the_guard_never_leaves_a_plan_worse_than_uniform_best_of_n():
+    """Strategies that are pure noise per prompt look good within a bin on the prompts that chose them and are
+    worse than Best-of-N on others. Cross-validation does not show the adaptive plan beating uniform Best-of-N,
+    so the saved plan is uniform Best-of-N at the best N the budget affords (one bin, no probes), and the guarded
+    procedure's cross-validated accuracy is no worse than the unguarded one's."""
+    rng = np.random.default_rng(0)
+    n_prompts = 200
+    hardness = rng.random(n_prompts)  # says nothing about the prompt
+    bon = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)]
+    noise = [Strategy(1.0, "maj", 1) for _ in range(40)]
+    values = np.concatenate([np.tile([0.3, 0.45, 0.55, 0.6], (n_prompts, 1)),
+                             (rng.random((n_prompts, 40)) < 0.35).astype(float)], axis=1)
+    table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
+    unguarded = plan(table, hardness, budget=3, folds=5, seed=1, guard=False)
+    guarded = plan(table, hardness, budget=3, folds=5, seed=1)
+    assert unguarded.efficiency_ratio is None or unguarded.efficiency_ratio < 1
+    assert guarded.guard["plan_is_uniform"] and guarded.spec["difficulty"] == "none"
+    assert guarded.spec["bin_edges"] == [] and guarded.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 3))]
+    assert guarded.probe is None and guarded.guard["folds_uniform"] == 5
+    assert guarded.adaptive_accuracy >= unguarded.adaptive_accuracy
+    assert guarded.efficiency_ratio == pytest.approx(1.0)
+
+
+def test_the_fallback_is_the_best_uniform_n_within_the_budget_not_the_largest():
+    """With an imperfect verifier Best-of-N can fall as N grows; the guard's uniform plan takes the most accurate
+    N the budget affords."""
+    rng = np.random.default_rng(1)
+    n_prompts = 100
+    bon = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)]
+    noise = [Strategy(1.0, "maj", 1) for _ in range(20)]
+    values = np.concatenate([np.tile([0.3, 0.5, 0.45, 0.4], (n_prompts, 1)),
+                             (rng.random((n_prompts, 20)) < 0.2).astype(float)], axis=1)
+    table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
+    result = plan(table, rng.random(n_prompts), budget=4, folds=5, seed=0)
+    assert result.guard["plan_is_uniform"] and result.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 2))]
+
+
+def test_the_guard_keeps_a_plan_that_beats_uniform():
+    table, hardness = _table(400)
+    result = plan(table, hardness, budget=3, folds=5, seed=0)
+    assert not result.guard["plan_is_uniform"] and result.guard["folds_uniform"] == 0
+    assert result.efficiency_ratio > 1
+
+
+def test_efficiency_curve_reports_every_budget_and_skips_those_below_the_probes():
+    table, hardness = _table(200)
+    rows = planner.efficiency_curve(table, hardness, [1, 2, 4, 8], folds=5, probe=(1.0, 2), resamples=50)
+    assert [r["budget"] for r in rows] == [1, 2, 4, 8]
+    assert "skipped" in rows[0] and "skipped" in rows[1]  # two probes and one sample cost 3
+    for r in rows[2:]:
+        assert r["adaptive_spend"] <= r["budget"] + 1e-9
+        assert r["efficiency_ratio"] is None or r["efficiency_ratio_ci"][0] <= r["efficiency_ratio"] \
+            <= r["efficiency_ratio_ci"][1]
+
+
+def test_run_valued_strategies_are_the_mean_of_their_runs():
+    from infertune.store import scored_from_arrays
+
+    rewards = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=float)
+    tokens = np.array([[10, 20, 30, 40], [5, 5, 5, 5], [8, 8, 8, 12]])
+    samples = scored_from_arrays(["a", "b", "c"], rewards, np.full(rewards.shape, None, dtype=object),
+                                 tokens=tokens)
+    s = Strategy(1.0, "wmaj:prm", 8, "beam", width=4)
+    t = planner.run_table(s, samples)
+    np.testing.assert_allclose(t.values[:, 0], [0.75, 0.0, 1.0])
+    np.testing.assert_allclose(t.costs[:, 0], [25, 5, 9])
+    # p̂(1 − p̂)/(R − 1) is unbiased for the variance p(1 − p)/R of the mean of R Bernoulli runs.
+    np.testing.assert_allclose(t.variances[:, 0], [0.75 * 0.25 / 3, 0, 0])
 
 
 def test_strategies_are_valued_on_the_samples_after_the_probes(tmp_path):
@@ -172,10 +277,20 @@ def test_strategies_are_valued_on_the_samples_after_the_probes(tmp_path):
 
 def test_budget_to_match_mixes_sample_counts_along_the_concave_envelope():
     uniform = {1: 0.2, 2: 0.3, 4: 0.5, 8: 0.6}
-    assert planner.budget_to_match(uniform, 0.1) == 1.0
+    assert planner.budget_to_match(uniform, 0.1) == pytest.approx(0.5)  # N = 1 on half the prompts, none on the rest
     assert planner.budget_to_match(uniform, 0.25) == pytest.approx(1.5)
     assert planner.budget_to_match(uniform, 0.45) == pytest.approx(3.5)
     assert planner.budget_to_match(uniform, 0.7) is None
     # Not concave: mixing N = 1 and N = 3 half and half reaches 0.6 at an average of 2 samples, cheaper than
     # interpolating between neighbours (2.44).
     assert planner.budget_to_match({1: 0.5, 2: 0.52, 3: 0.7}, 0.6) == pytest.approx(2.0)
+
+
+def test_a_cheaper_but_less_accurate_plan_is_not_credited():
+    """A plan spending 0.8 samples for accuracy 0.2, where Best-of-1 costs 1 for 0.3: uniform reaches 0.2 at 2/3 of
+    a sample (Best-of-1 on two prompts in three), so the ratio is below 1 and the guard does not keep the plan."""
+    from infertune.planning.efficiency import beats_uniform, efficiency
+
+    match, ratio = efficiency(0.2, 0.8, {1: 0.3, 2: 0.4}, {1: 1.0, 2: 2.0})
+    assert match == pytest.approx(2 / 3) and ratio == pytest.approx(2 / 3 / 0.8)
+    assert not beats_uniform(0.2, 0.8, {1: 0.3, 2: 0.4}, {1: 1.0, 2: 2.0})

@@ -19,7 +19,7 @@ from infertune.scoring import ScoreConfig
 from infertune.store import StoreError
 from infertune.synthetic import SyntheticConfig
 from infertune.train import TrainConfig
-from infertune.workflows import EvalRunConfig
+from infertune.workflows import EvalRunConfig, PRMRunConfig, RevisionRunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Measure and fine-tune language models for the inference strategy they will be used with.")
@@ -110,17 +110,45 @@ def train(config: TrainConfig = None) -> None:
 def plan_command(run: Path = typer.Argument(..., help="Run folder holding scored samples (several temperatures "
                                                        "and a verifier column make the most of it)."),
                  config: PlanConfig = None) -> None:
-    """Compute-optimal test-time scaling: per-difficulty strategy, N and temperature under a budget."""
+    """Compute-optimal test-time scaling: per-difficulty method (parallel, search against a PRM, revisions),
+    strategy, N and temperature under a budget, and the efficiency curve against uniform Best-of-N."""
     from infertune.planning import plan_run, write_plan
     from infertune.store import SampleStore
     from infertune.views import show_plan
 
     console = _console()
     with _user_errors(console):
-        with console.status("planning"):
-            result = plan_run(SampleStore(run), config)
+        result = plan_run(SampleStore(run), config, log=console.print)
         paths = write_plan(result, run / "plan")
     show_plan(result, config, paths, console)
+
+
+@app.command()
+@with_config(PRMRunConfig)
+def prm(config: PRMRunConfig = None) -> None:
+    """Train a process reward model for a policy from Monte-Carlo rollouts, and report its AUC per step."""
+    from infertune.views import show_prm
+    from infertune.workflows import prm_run
+
+    console = _console()
+    with _user_errors(console):
+        summary = prm_run(config, progress=console_progress(console))
+    show_prm(summary, console)
+
+
+@app.command("train-revisions")
+@with_config(RevisionRunConfig)
+def train_revisions(config: RevisionRunConfig = None) -> None:
+    """Fine-tune a revision model on the policy's own attempts (context: question and wrong attempts; target: a
+    correct attempt)."""
+    from infertune.workflows import revision_run
+
+    console = _console()
+    with _user_errors(console):
+        summary = revision_run(config, progress=console_progress(console))
+    console.print(f"revision model: {summary['model']} ({summary['examples']} examples from "
+                  f"{summary['questions_with_examples']} of {summary['questions']} questions; policy attempts "
+                  f"correct {summary['attempt_accuracy']:.3f})")
 
 
 @app.command()

@@ -336,6 +336,7 @@ class ScoredSamples:
     scores: dict[str, np.ndarray]
     n: int
     dropped: int
+    tokens: np.ndarray | None = None  # generated tokens of each sample, where every kept row records them
 
     @classmethod
     def from_table(cls, table: pa.Table, *, source: str, temperature: float | None = None,
@@ -377,8 +378,10 @@ class ScoredSamples:
                     continue  # a verifier that did not score every sample cannot rank them all
                 scores[name[len(SCORE_PREFIX):]] = col.to_numpy().reshape(n_prompts, n)
         ids = kept.column("prompt_id").to_pylist()[::n]
+        counted = kept.column("num_tokens")
+        tokens = None if counted.null_count else counted.to_numpy().astype(np.int64).reshape(n_prompts, n)
         return cls(prompt_ids=ids, rewards=reward, answers=answers, scores=scores, n=n,
-                   dropped=int(table.num_rows - kept.num_rows))
+                   dropped=int(table.num_rows - kept.num_rows), tokens=tokens)
 
 
 def sample_columns(samples: ScoredSamples, start: int, stop: int | None = None) -> ScoredSamples:
@@ -392,10 +395,12 @@ def sample_columns(samples: ScoredSamples, start: int, stop: int | None = None) 
     answers = np.where(ids >= 0, ids, None).astype(object)
     return ScoredSamples(prompt_ids=list(samples.prompt_ids), rewards=samples.rewards[:, start:stop],
                          answers=encode_answers(answers), scores={k: v[:, start:stop] for k, v in samples.scores.items()},
-                         n=stop - start, dropped=samples.dropped)
+                         n=stop - start, dropped=samples.dropped,
+                         tokens=None if samples.tokens is None else samples.tokens[:, start:stop])
 
 
-def scored_from_arrays(prompt_ids: list[str], rewards, answers, scores: dict | None = None) -> ScoredSamples:
+def scored_from_arrays(prompt_ids: list[str], rewards, answers, scores: dict | None = None,
+                       tokens=None) -> ScoredSamples:
     """A ``ScoredSamples`` from in-memory arrays [prompts, n] (answers: str or None), for samples that never went
     through a store (a trainer's held-out check)."""
     from infertune.estimators import encode_answers
@@ -404,8 +409,9 @@ def scored_from_arrays(prompt_ids: list[str], rewards, answers, scores: dict | N
     if r.ndim != 2 or len(prompt_ids) != r.shape[0]:
         raise ValueError(f"rewards: expected shape [{len(prompt_ids)} prompts, n], got {r.shape}")
     table = {name: np.asarray(v, dtype=np.float64).reshape(r.shape) for name, v in (scores or {}).items()}
+    counted = None if tokens is None else np.asarray(tokens, dtype=np.int64).reshape(r.shape)
     return ScoredSamples(prompt_ids=list(prompt_ids), rewards=r, answers=encode_answers(answers), scores=table,
-                         n=r.shape[1], dropped=0)
+                         n=r.shape[1], dropped=0, tokens=counted)
 
 
 def iter_tasks_and_temperatures(table: pa.Table) -> Iterator[tuple[str, float]]:

@@ -69,28 +69,49 @@ def show_training(outcome, console: Console) -> None:
 
 def show_plan(run, config, paths: dict, console: Console) -> None:
     p = run.result
-    table = Table(title=f"plan for an average of {config.budget:g} samples per prompt ({config.difficulty} "
-                        f"difficulty, {p.bins} bins, {run.prompts} prompts)", title_justify="left")
+    unit = "sample-equivalents" if p.unit == "tokens" else "samples"
+    table = Table(title=f"plan for an average of {config.budget:g} {unit} per prompt ({p.spec['difficulty']} "
+                        f"difficulty, {len(p.per_bin)} bins, {run.prompts} prompts)", title_justify="left")
     for column in ("bin", "prompts", "difficulty", "strategy", "cost", "accuracy*", "uniform BoN*"):
         table.add_column(column, justify="right" if column != "strategy" else "left")
     for b in p.per_bin:
         lo, hi = b["difficulty_range"]
         table.add_row(str(b["bin"]), str(b["prompts"]), f"{lo:.2f}-{hi:.2f}" if lo is not None else "-",
-                      b["label"], str(b["cost"]),
+                      b["label"], f"{b['cost']:.2f}" if b["cost"] is not None else "-",
                       f"{b['accuracy_in_sample']:.3f}" if b["accuracy_in_sample"] is not None else "-",
                       f"{b['uniform_accuracy_in_sample']:.3f}" if b["uniform_accuracy_in_sample"] is not None else "-")
-    table.caption = "* in-sample: the plan fitted on every prompt, measured on them (the line below is cross-validated)"
+    table.caption = "* in-sample: the plan fitted on every prompt, measured on them (the lines below are cross-validated)"
     console.print(table)
-    if p.efficiency_ratio is not None:
-        lo, hi = p.efficiency_ratio_ci if p.efficiency_ratio_ci else (float("nan"), float("nan"))
-        match = (f"uniform Best-of-N needs {p.uniform_budget_to_match:.2f} samples per prompt to match it: efficiency "
-                 f"ratio {p.efficiency_ratio:.2f} (95% bootstrap interval over prompts {lo:.2f}-{hi:.2f})")
-    else:
-        match = (f"uniform selection does not match it with any N <= {run.n} (efficiency ratio above "
-                 f"{run.n / p.adaptive_spend:.1f})")
+    if p.unit == "tokens":
+        console.print(f"cost unit: tokens (generated, plus re-read revision context); one sample-equivalent = "
+                      f"{p.unit_size:.2f} tokens")
     probes = f", {p.probe[1]} probes at T={p.probe[0]:g} included" if p.probe else ""
     console.print(f"cross-validated accuracy: adaptive {p.adaptive_accuracy:.3f} spending {p.adaptive_spend:.2f} "
-                  f"samples per prompt{probes}, vs uniform {p.uniform_strategy} {p.uniform_accuracy:.3f}; {match}")
+                  f"{unit} per prompt{probes}, vs uniform {p.uniform_strategy} {p.uniform_accuracy:.3f}; "
+                  + _efficiency_words(p.efficiency_ratio, p.efficiency_ratio_ci, p.uniform_budget_to_match, run.n,
+                                      p.adaptive_spend))
+    guard = p.guard
+    if guard.get("enabled"):
+        console.print(f"guard: {guard['folds_uniform']} of {guard['folds']} folds fell back to uniform Best-of-N; "
+                      + ("the saved plan is uniform Best-of-N (cross-validation did not show the adaptive plan "
+                         "beating it)" if guard["plan_is_uniform"] else "the saved plan is adaptive"))
+    if run.curve:
+        curve = Table(title="efficiency curve (cross-validated; ratio = compute uniform Best-of-N needs / plan's "
+                            "spend)", title_justify="left")
+        for column in ("budget", "spend", "adaptive", "uniform", "ratio", "95% interval", "methods"):
+            curve.add_column(column, justify="left" if column == "methods" else "right")
+        for r in run.curve:
+            if "skipped" in r:
+                curve.add_row(f"{r['budget']:g}", "-", "-", "-", "-", "-", "skipped: budget below the probes")
+                continue
+            ci = r["efficiency_ratio_ci"]
+            ratio = r["efficiency_ratio"]
+            methods = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["methods"].items()))
+            curve.add_row(f"{r['budget']:g}", f"{r['adaptive_spend']:.2f}", f"{r['adaptive_accuracy']:.3f}",
+                          f"{r['uniform_accuracy']:.3f}", f"{ratio:.2f}" if ratio is not None else "> max",
+                          f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "-",
+                          methods + (" (uniform plan)" if r["plan_is_uniform"] else ""))
+        console.print(curve)
     fit_table = Table(title="co-scaling fit pass@N(T) ≈ exp(a(T)·N^b(T))", title_justify="left")
     for column in ("T", "a", "b", "R²", "max |error|"):
         fit_table.add_column(column, justify="right")
@@ -102,6 +123,28 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
         console.print(f"best temperature by N (fitted; beyond N={run.n} extrapolated): " +
                       ", ".join(f"N={b['n']}: T={b['best_temperature']:g}" for b in run.best_temperature))
     console.print("wrote " + ", ".join(str(path) for path in paths.values()))
+
+
+def _efficiency_words(ratio, interval, match, n: int, spend: float) -> str:
+    if ratio is None:
+        return f"uniform Best-of-N does not match it with any N <= {n} (efficiency ratio above {n / spend:.1f})"
+    lo, hi = interval if interval else (float("nan"), float("nan"))
+    return (f"uniform Best-of-N needs {match:.2f} to match it: efficiency ratio {ratio:.2f} (95% bootstrap "
+            f"interval over prompts {lo:.2f}-{hi:.2f})")
+
+
+def show_prm(summary: dict, console: Console) -> None:
+    console.print(f"PRM: {summary['prefixes']} step prefixes of {summary['answers_labelled']} answers labelled by "
+                  f"rollouts ({summary['rollout_tokens']} tokens); saved to {summary['out']}")
+    table = Table(title=f"AUC of the PRM's value at each step against final correctness ({summary['held_out_answers']} "
+                        f"held-out answers, accuracy {summary['held_out_accuracy']:.3f})", title_justify="left")
+    for column in ("step", "answers", "correct", "AUC"):
+        table.add_column(column, justify="right")
+    for row in summary["auc_by_step"]:
+        table.add_row(str(row["step"]), str(row["answers"]), str(row["positives"]), f"{row['auc']:.3f}")
+    console.print(table)
+    console.print("whole-answer AUC by aggregate: " + ", ".join(f"{k} {v:.3f}"
+                                                                for k, v in summary["aggregate_auc"].items()))
 
 
 def show_scoring(run, task, summary: dict, console: Console) -> None:

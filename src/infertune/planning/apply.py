@@ -1,11 +1,11 @@
 """Applying a saved test-time plan (``infertune plan``'s plan.json) to new prompts: ``infertune eval --plan``.
 
 Per prompt: draw the plan's m probe samples, score them with its verifier, compute the predicted difficulty exactly
-as ``plan`` did (1 − mean probe score, agreement recomputed among the probes), look up the prompt's bin, draw the
-bin's N samples at its temperature and select one by its rule (``infertune.selection``). Because sample i of a
-prompt depends only on (seed, prompt, i), the probes are the first m of the N samples whenever the bin's
-temperature is the probe temperature, so they cost nothing extra there. ``apply_plan`` is the edge that samples,
-scores (through the callables it is given) and writes.
+as ``plan`` did (1 − mean probe score, agreement recomputed among the probes), look up the prompt's bin, and run the
+bin's strategy: parallel (draw N samples at indices m .. m + N − 1, never reusing a probe, and select one by the
+rule), beam search or lookahead against the plan's PRM, or revision chains with the plan's revision model (each into
+a store under RUN/strategies/, seeded apart from the probes). A plan that the guard made uniform has no probes and
+one bin. ``apply_plan`` is the edge that samples, scores (through the callables it is given) and writes.
 """
 
 from __future__ import annotations
@@ -18,24 +18,38 @@ from typing import Any, Callable
 
 import numpy as np
 
+from infertune.evaluation import selected_accuracy
 from infertune.planning.difficulty import assign_bins, probe_scores
 from infertune.planning.planner import PLAN_FORMAT
-from infertune.planning.strategies import Strategy
-from infertune.evaluation import selected_accuracy
+from infertune.planning.strategies import ChainLayout, Strategy
+
+FORMATS = ("infertune-plan/1", PLAN_FORMAT)
 
 
 @dataclass(frozen=True)
 class TestTimePlan:
-    """A validated plan.json: probe settings, difficulty bins and the strategy of each bin."""
+    """A validated plan.json: probe settings, difficulty bins, the strategy of each bin and its components."""
 
-    verifier: str
+    verifier: str | None
     probe_temperature: float
-    probe_samples: int
+    probe_samples: int  # 0: a uniform plan (no probes, one bin)
     bin_edges: np.ndarray
     strategies: list[Strategy]
     budget: float
     task: str | None
     cross_validated_accuracy: float | None
+    components: dict
+    unit: str = "samples"
+    unit_size: float = 1.0
+
+    def verifiers_needed(self) -> set[str]:
+        """Score columns applying the plan reads: the probe verifier and the selection rules' verifiers (search
+        selects by its PRM internally)."""
+        needed = {self.verifier} if self.probe_samples else set()
+        needed |= {s.rule.split(":", 1)[1] for s in self.strategies if ":" in s.rule and
+                   (s.method in ("parallel", "revise") or s.rule.split(":", 1)[1] not in ("prm", "prm-min",
+                                                                                        "prm-prod"))}
+        return needed
 
     def strategy_for(self, hardness: np.ndarray) -> list[Strategy]:
         return [self.strategies[b] for b in assign_bins(np.asarray(hardness, dtype=np.float64), self.bin_edges)]
@@ -58,22 +72,26 @@ def load_plan(path: str | Path) -> TestTimePlan:
             raise ValueError(f"{path}: field '{name}' should be {getattr(kind, '__name__', kind)}, got {raw[name]!r}")
         return raw[name]
 
-    if raw.get("format") != PLAN_FORMAT:
+    if raw.get("format") not in FORMATS:
         raise ValueError(f"{path}: field 'format' is {raw.get('format')!r}, expected {PLAN_FORMAT!r} (a plan "
                          "from this version of infertune plan)")
-    if field("difficulty", str) != "predicted":
-        raise ValueError(f"{path}: field 'difficulty' is {raw['difficulty']!r}; only a plan made with predicted "
+    kind = field("difficulty", str)
+    if kind not in ("predicted", "none"):
+        raise ValueError(f"{path}: field 'difficulty' is {kind!r}; only a plan made with predicted "
                          "difficulty can be applied to unlabelled prompts (plan --difficulty predicted)")
-    probe = field("probe", dict)
-    try:
-        probe_t, probe_m = float(probe["temperature"]), int(probe["samples"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: field 'probe' needs 'temperature' and 'samples', got {probe!r}") from exc
+    probe_t, probe_m = 0.0, 0
+    if kind == "predicted":
+        probe = field("probe", dict)
+        try:
+            probe_t, probe_m = float(probe["temperature"]), int(probe["samples"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: field 'probe' needs 'temperature' and 'samples', got {probe!r}") from exc
     edges = np.asarray(field("bin_edges", list), dtype=np.float64)
     strategies = []
     for i, s in enumerate(field("strategies", list)):
         try:
-            strategy = Strategy(float(s["temperature"]), str(s["rule"]), int(s["n"]))
+            strategy = Strategy(float(s["temperature"]), str(s["rule"]), int(s["n"]), str(s.get("method", "parallel")),
+                                int(s.get("width", 0)), int(s.get("lookahead", 0)), int(s.get("chains", 0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: field 'strategies'[{i}] needs temperature, rule and n, got {s!r}") from exc
         if strategy.rule == "pass" or strategy.n < 1:
@@ -81,30 +99,84 @@ def load_plan(path: str | Path) -> TestTimePlan:
         strategies.append(strategy)
     if len(strategies) != len(edges) + 1:
         raise ValueError(f"{path}: {len(strategies)} strategies for {len(edges) + 1} bins")
+    components = raw.get("components") or {}
+    for needs, key in (("beam", "prm"), ("lookahead", "prm"), ("revise", "revision_model")):
+        if any(s.method == needs for s in strategies) and not components.get(key):
+            raise ValueError(f"{path}: a {needs} strategy needs field 'components'.'{key}'")
     accuracy = raw.get("cross_validated_accuracy")
-    return TestTimePlan(verifier=field("verifier", str), probe_temperature=probe_t, probe_samples=probe_m,
-                  bin_edges=edges, strategies=strategies, budget=float(field("budget", (int, float))),
-                  task=raw.get("task"), cross_validated_accuracy=None if accuracy is None else float(accuracy))
+    return TestTimePlan(verifier=field("verifier", str) if kind == "predicted" else raw.get("verifier"),
+                        probe_temperature=probe_t, probe_samples=probe_m, bin_edges=edges, strategies=strategies,
+                        budget=float(field("budget", (int, float))), task=raw.get("task"),
+                        cross_validated_accuracy=None if accuracy is None else float(accuracy),
+                        components=components, unit=raw.get("unit", "samples"),
+                        unit_size=float(raw.get("unit_size", 1.0)))
 
 
 def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Callable,
+               open_policy: Callable | None = None, verifiers: list | None = None,
                log: Callable[[str], None] = print) -> dict:
-    """Probe, bin, sample and select for every prompt of ``config`` (an EvalRunConfig); writes
+    """Probe, bin, run and select for every prompt of ``config`` (an EvalRunConfig); writes
     RUN/applied-plan/results.jsonl and summary.json and returns the summary.
 
     ``sample(config, only=ids, first_index=i)`` (returning the task) and ``score()`` are the sampling run and the
-    scoring step, passed in by the workflow that owns the executor."""
+    scoring step, passed in by the workflow that owns the executor; ``open_policy(spec)`` loads a model for search
+    and revisions, and ``verifiers`` score revision attempts."""
     from infertune.store import SampleStore
 
-    probe_config = replace(config, n=plan.probe_samples, temperatures=[plan.probe_temperature])
-    log(f"probing: {plan.probe_samples} samples per prompt at T={plan.probe_temperature:g}")
-    task = sample(probe_config, only=None, first_index=0)
-    score()
     store = SampleStore(config.run_dir())
-    probes = _rows(store, task.name, plan.probe_temperature)
-    ids = sorted(probes)
-    hardness = np.array([_probe_hardness(plan, probes[pid][: plan.probe_samples]) for pid in ids])
+    m = plan.probe_samples
+    if m:
+        log(f"probing: {m} samples per prompt at T={plan.probe_temperature:g}")
+        task = sample(replace(config, n=m, temperatures=[plan.probe_temperature]), only=None, first_index=0)
+        score()
+        probes = _rows(store, task.name, plan.probe_temperature)
+        ids = sorted(probes)
+        hardness = np.array([_probe_hardness(plan, probes[pid][:m]) for pid in ids])
+        probe_tokens = {pid: sum(r["num_tokens"] or 0 for r in probes[pid][:m]) for pid in ids}
+    else:
+        task = config.load_task()
+        problems = task.problems()[: config.limit] if config.limit else task.problems()
+        ids = sorted(p.id for p in problems)
+        hardness, probe_tokens = np.zeros(len(ids)), {pid: 0 for pid in ids}
     chosen = dict(zip(ids, plan.strategy_for(hardness)))
+    outcome = {}
+    parallel = {pid: s for pid, s in chosen.items() if s.method == "parallel"}
+    if parallel:
+        outcome.update(_apply_parallel(config, plan, parallel, store, task, sample, score, log))
+    others = {pid: s for pid, s in chosen.items() if s.method != "parallel"}
+    if others:
+        if open_policy is None:
+            raise ValueError("this plan has search or revision strategies; applying it needs a local model")
+        outcome.update(_apply_runs(config, plan, others, task, open_policy, verifiers or [], log))
+    results = []
+    for pid, h in zip(ids, hardness):
+        s = chosen[pid]
+        accuracy, row, generated = outcome[pid]
+        tokens = generated + probe_tokens[pid]
+        results.append({"prompt_id": pid, "difficulty": float(h), "strategy": s.label(), "method": s.method,
+                        "samples": s.n + m, "tokens": int(tokens), "cost": tokens / plan.unit_size
+                        if plan.unit == "tokens" else s.n + m, "accuracy": accuracy, "answer": row.get("answer"),
+                        "completion": row.get("completion")})
+    out = store.path / "applied-plan"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.jsonl", "w") as fh:
+        for row in results:
+            fh.write(json.dumps(row) + "\n")
+    acc = np.array([r["accuracy"] for r in results])
+    summary = {"prompts": len(results), "accuracy": float(acc.mean()),
+               "mean_samples": float(np.mean([r["samples"] for r in results])),
+               "mean_tokens": float(np.mean([r["tokens"] for r in results])),
+               "mean_cost": float(np.mean([r["cost"] for r in results])), "unit": plan.unit,
+               "plan_budget": plan.budget, "planned_accuracy": plan.cross_validated_accuracy,
+               "per_strategy": {label: {"prompts": int(count),
+                                        "accuracy": float(np.mean([r["accuracy"] for r in results
+                                                                   if r["strategy"] == label]))}
+                                for label, count in Counter(r["strategy"] for r in results).items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _apply_parallel(config, plan: TestTimePlan, chosen: dict, store, task, sample, score, log) -> dict:
     groups: dict[tuple[float, int], list[str]] = defaultdict(list)
     for pid, s in chosen.items():
         groups[(s.temperature, s.n)].append(pid)
@@ -113,36 +185,91 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
         log(f"sampling N={n} at T={temperature:g} for {len(members)} prompts (sample indices {m}..{m + n - 1})")
         sample(replace(config, n=m + n, temperatures=[temperature]), only=set(members), first_index=m)
     score()
-    results = []
     by_temperature = {t: _rows(store, task.name, t) for t in {s.temperature for s in chosen.values()}}
-    for pid, h in zip(ids, hardness):
-        s = chosen[pid]
+    out = {}
+    for pid, s in chosen.items():
         rows = [row for row in by_temperature[s.temperature][pid] if m <= row["sample_index"] < m + s.n]
         if len(rows) < s.n:
             raise ValueError(f"{store.path}: prompt {pid} has {len(rows)} samples with indices {m}..{m + s.n - 1} "
                              f"at T={s.temperature}, not {s.n}")
-        verifier = s.rule.split(":", 1)[1] if ":" in s.rule else None
-        scores = None if verifier is None else [row["scores"][verifier] for row in rows]
-        accuracy, pick = selected_accuracy(s.rule, [row["reward"] for row in rows], [row["answer"] for row in rows],
-                                           scores)
-        spent = s.n + m
-        results.append({"prompt_id": pid, "difficulty": float(h), "strategy": s.label(), "samples": spent,
-                        "accuracy": accuracy, "answer": rows[pick]["answer"], "completion": rows[pick]["completion"]})
-    out = store.path / "applied-plan"
-    out.mkdir(exist_ok=True)
-    with open(out / "results.jsonl", "w") as fh:
-        for row in results:
-            fh.write(json.dumps(row) + "\n")
-    acc = np.array([r["accuracy"] for r in results])
-    spent = np.array([r["samples"] for r in results])
-    summary = {"prompts": len(results), "accuracy": float(acc.mean()), "mean_samples": float(spent.mean()),
-               "plan_budget": plan.budget, "planned_accuracy": plan.cross_validated_accuracy,
-               "per_strategy": {label: {"prompts": int(count),
-                                        "accuracy": float(np.mean([r["accuracy"] for r in results
-                                                                   if r["strategy"] == label]))}
-                                for label, count in Counter(r["strategy"] for r in results).items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+        accuracy, pick = _select(s.rule, rows)
+        out[pid] = (accuracy, rows[pick], sum(r["num_tokens"] or 0 for r in rows))
+    return out
+
+
+def _apply_runs(config, plan: TestTimePlan, chosen: dict, task, open_policy, verifiers, log) -> dict:
+    """Search and revision strategies, each run into a store of its own under RUN/strategies/."""
+    from infertune.planning.runs import PRM_AGGREGATES, run_revisions, run_search, store_name, strategy_dir
+    from infertune.scoring import score_store
+    from infertune.store import SampleStore
+    from infertune.verify.prm import ProcessRewardModel
+
+    comp = plan.components
+    policy = open_policy(config.model)
+    problems = {p.id: p for p in task.problems()}
+    groups: dict[Strategy, list[str]] = defaultdict(list)
+    for pid, s in chosen.items():
+        groups[s].append(pid)
+    folder = strategy_dir(config.run_dir())
+    out = {}
+    prm = reviser = None
+    for s, members in groups.items():
+        todo = [problems[pid] for pid in members]
+        if s.method in ("beam", "lookahead"):
+            prm = prm or ProcessRewardModel.load(Path(comp["prm"]))
+            log(f"{s.label()} for {len(todo)} prompts")
+            target = SampleStore(folder / store_name(s))
+            chooser = s.rule.split(":", 1)[1]
+            final = next((v for v in verifiers if v.name == chooser), None)
+            run_search(target, task, todo, policy, prm, s, runs=1, seed=config.seed,
+                       max_steps=int(comp.get("max_steps", 16)), max_step_tokens=int(comp.get("max_step_tokens", 32)),
+                       final=final if chooser not in PRM_AGGREGATES else None, log=log)
+            score_store(target, task, [])
+            rows = _rows(target, task.name, s.temperature)
+            for pid in members:
+                row = rows[pid][0]
+                out[pid] = (float(row["reward"]), row, int(row["num_tokens"] or 0))
+        else:
+            reviser = reviser or open_policy(comp["revision_model"])
+            layout = ChainLayout(s.chains, s.attempts, s.temperature, int(comp.get("window", 2)))
+            log(f"{s.label()} for {len(todo)} prompts")
+            target = SampleStore(folder / f"applied-revise-{s.chains}x{s.attempts}-T{s.temperature:g}-w{layout.window}")
+            run_revisions(target, task, todo, policy, reviser, layout, seed=config.seed,
+                          max_new_tokens=config.max_new_tokens, log=log)
+            score_store(target, task, verifiers)
+            rows = _rows(target, task.name, s.temperature)
+            for pid in members:
+                attempts = rows[pid][: s.n]
+                accuracy, row = chain_pick(s.rule, [attempts[c * s.attempts : (c + 1) * s.attempts]
+                                                    for c in range(s.chains)])
+                out[pid] = (accuracy, row, sum(int(r["num_tokens"] or 0) for r in attempts))
+    return out
+
+
+def chain_pick(rule: str, chains: list[list[dict]]) -> tuple[float, dict]:
+    """The answer a revision strategy gives from its chains, as ``strategies.revision_table`` values it: by a
+    verifier, each chain offers its best-scored attempt and the best chain wins (expected reward over ties, within
+    and among chains); by (weighted) majority, the chains' last attempts vote."""
+    if not rule.startswith("bon:"):
+        last = [chain[-1] for chain in chains]
+        accuracy, pick = _select(rule, last)
+        return accuracy, last[pick]
+    verifier = rule.split(":", 1)[1]
+    offers = []
+    for chain in chains:
+        scores = [row["scores"][verifier] for row in chain]
+        top = max(scores)
+        tied = [row for row, v in zip(chain, scores) if v == top]
+        offers.append((top, float(np.mean([row["reward"] for row in tied])), tied[0]))
+    best = max(top for top, _, _ in offers)
+    winners = [(reward, row) for top, reward, row in offers if top == best]
+    return float(np.mean([reward for reward, _ in winners])), winners[0][1]
+
+
+def _select(rule: str, rows: list[dict]) -> tuple[float, int]:
+    verifier = rule.split(":", 1)[1] if ":" in rule else None
+    scores = None if verifier is None else [row["scores"][verifier] for row in rows]
+    return selected_accuracy(rule, [row["reward"] for row in rows], [row["answer"] for row in rows], scores)
 
 
 def _probe_hardness(plan: TestTimePlan, rows: list[dict]) -> float:
@@ -159,7 +286,7 @@ def _rows(store, task: str, temperature: float) -> dict[str, list[dict]]:
     table = store.read()
     names = [c for c in table.column_names if c.startswith("score_")]
     data = table.select(["task", "prompt_id", "temperature", "sample_index", "answer", "reward", "completion",
-                         *names]).to_pylist()
+                         "num_tokens", *names]).to_pylist()
     rows: dict[str, list[dict]] = defaultdict(list)
     for row in data:
         if row["task"] == task and row["temperature"] == temperature:

@@ -1,57 +1,122 @@
-"""Test-time strategies and what each is worth on every prompt: the table the planner chooses from.
+"""Test-time strategies and what each is worth and costs on every prompt: the table the planner chooses from.
 
-A strategy is (temperature, selection rule, N). Its accuracy on a prompt is the unbiased estimate, from the run's
-samples at that temperature, of what the rule picks from N samples: the per-prompt curves of the evaluation core,
-so every strategy is scored on the same data, the way ``infertune eval`` scores it.
+Four methods (``Strategy.method``):
 
-With predicted difficulty a prompt's first m samples are its probes: they decide its bin. Applying a plan then draws
-the bin's N samples with indices m .. m + N − 1, never reusing a probe, so the samples selected from are independent
-of the ones that chose the strategy (at any temperature: a sample's randomness depends on its index, not on the
-temperature). The table therefore values every strategy on samples m .. n − 1 only, and a strategy costs N + m.
+- ``parallel``: N samples at a temperature, one picked by a rule (Best-of-N by a verifier, majority, weighted
+  majority). Valued, like ``infertune eval``, by the evaluation core's unbiased per-prompt curves over the run's
+  samples: from n i.i.d. samples every N ≤ n is estimated at once.
+- ``beam`` and ``lookahead``: search against a process reward model (``infertune.models.search``). A search is not
+  a subset of i.i.d. samples, so it is run: R independent runs per prompt (``planning.runs``), each writing its
+  chosen answer and its token count to a store. The per-prompt value is the mean reward of the R runs, an unbiased
+  estimate of the search's success probability p on that prompt with variance p(1 − p)/R; the cost is the mean of
+  the runs' token counts.
+- ``revise``: C chains of L attempts (``infertune.models.revise``). C_max i.i.d. chains of L_max attempts are run per
+  prompt; a strategy (C ≤ C_max, L ≤ L_max) uses each chain's first L attempts, and is valued by the evaluation
+  core's unbiased subset estimators over chains (selection by a verifier: each chain offers its best-scored attempt
+  and the best chain wins, which is Best-of-N over all C·L attempts when scores do not tie; by majority: each
+  chain votes with its last attempt).
+
+With predicted difficulty a prompt's first m samples are its probes: they decide its bin. Every strategy is valued on
+samples independent of them: parallel ones on samples m .. n − 1 (applying a plan draws the bin's N samples at
+indices m .. m + N − 1, never reusing a probe), search and revisions on runs seeded apart from the pool.
+
+Costs are per prompt in the table's unit: ``tokens`` (generated tokens, plus the context a revision re-reads), or
+``samples`` where a run does not record tokens (then only parallel strategies exist and N samples cost N). Probes
+are not in ``costs``; the planner adds them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from infertune.evaluation import EvalConfig, per_prompt_curves
 from infertune.verify import compares_samples
 
+METHODS = ("parallel", "beam", "lookahead", "revise")
+
 
 @dataclass(frozen=True)
 class Strategy:
     temperature: float
     rule: str  # "bon:<verifier>", "maj", "wmaj:<verifier>", or "pass" (oracle: only for reference)
-    n: int
+    n: int  # samples of budget: parallel samples, beams per round, or chains x attempts
+    method: str = "parallel"
+    width: int = 0  # beam and lookahead: M, the continuations of each kept partial answer
+    lookahead: int = 0  # lookahead: k rollout steps
+    chains: int = 0  # revise: C chains of n / C attempts
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"strategy method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "revise" and (self.chains < 1 or self.n % self.chains):
+            raise ValueError(f"revise needs n a multiple of chains, got n={self.n}, chains={self.chains}")
+
+    @property
+    def attempts(self) -> int:
+        return self.n // self.chains if self.method == "revise" else 1
 
     def label(self) -> str:
-        return f"{self.rule}@{self.n} T={self.temperature:g}"
+        t = f"T={self.temperature:g}"
+        if self.method == "parallel":
+            return f"{self.rule}@{self.n} {t}"
+        if self.method == "revise":
+            return f"revise {self.chains}x{self.attempts} {self.rule} {t}"
+        k = f" k={self.lookahead}" if self.method == "lookahead" else ""
+        return f"{self.method}{k} M={self.width} {self.rule}@{self.n} {t}"
 
 
 @dataclass
 class StrategyTable:
-    """Accuracy of every strategy on every prompt: values[p, s] for strategies[s]."""
+    """Accuracy and cost of every strategy on every prompt: values[p, s] and costs[p, s] for strategies[s]."""
 
     strategies: list[Strategy]
     values: np.ndarray
     prompt_ids: list[str]
+    costs: np.ndarray | None = None  # None: each strategy costs its N (the samples unit)
+    unit: str = "samples"
+    unit_size: float = 1.0  # units per sample-equivalent: the mean tokens of one sample in the tokens unit
+    variances: np.ndarray | None = None  # per-prompt variance of run-valued estimates (nan where not estimable)
 
-    def costs(self) -> np.ndarray:
-        return np.array([s.n for s in self.strategies])
+    def cost_matrix(self) -> np.ndarray:
+        if self.costs is not None:
+            return self.costs
+        return np.broadcast_to(np.array([s.n for s in self.strategies], dtype=np.float64), self.values.shape)
+
+    def mean_costs(self) -> np.ndarray:
+        return self.cost_matrix().mean(axis=0)
+
+
+def combine(tables: list[StrategyTable]) -> StrategyTable:
+    """One table from several over the same prompts and unit (parallel, search, revisions)."""
+    first = tables[0]
+    for t in tables[1:]:
+        if t.prompt_ids != first.prompt_ids:
+            raise ValueError("strategy tables cover different prompts; plan needs every strategy on the same ones")
+        if t.unit != first.unit:
+            raise ValueError(f"strategy tables count cost in {first.unit} and {t.unit}")
+    variances = [t.variances if t.variances is not None else np.full(t.values.shape, np.nan) for t in tables]
+    return StrategyTable([s for t in tables for s in t.strategies], np.concatenate([t.values for t in tables], 1),
+                         list(first.prompt_ids), np.concatenate([t.cost_matrix() for t in tables], 1), first.unit,
+                         first.unit_size, np.concatenate(variances, 1))
 
 
 def strategy_table(samples_by_temperature: dict, *, include_oracle: bool = False, seed: int = 0,
-                   skip: int = 0) -> StrategyTable:
-    """All (temperature, rule, N) strategies a run supports, valued on each prompt's samples ``skip`` .. n − 1 (skip
-    = the probe count m). ``samples_by_temperature`` maps each temperature to a ``ScoredSamples`` of the same prompts
-    (same order)."""
+                   skip: int = 0, unit: str = "auto") -> StrategyTable:
+    """All parallel (temperature, rule, N) strategies a run supports, valued on each prompt's samples ``skip`` ..
+    n − 1 (skip = the probe count m). ``samples_by_temperature`` maps each temperature to a ``ScoredSamples`` of the
+    same prompts (same order). ``unit``: tokens (N times the prompt's mean tokens per sample), samples, or auto
+    (tokens when every sample records its count)."""
     from infertune.store import sample_columns
 
     temps = sorted(samples_by_temperature)
     ids = samples_by_temperature[temps[0]].prompt_ids
-    columns, strategies = [], []
+    if unit == "auto":
+        unit = "tokens" if all(s.tokens is not None for s in samples_by_temperature.values()) else "samples"
+    if unit not in ("tokens", "samples"):
+        raise ValueError(f"cost unit must be tokens, samples or auto, got {unit!r}")
+    columns, costs, strategies = [], [], []
     for t in temps:
         s = samples_by_temperature[t]
         if skip:
@@ -61,27 +126,106 @@ def strategy_table(samples_by_temperature: dict, *, include_oracle: bool = False
         if s.prompt_ids != ids:
             raise ValueError(f"temperature {t}: the prompts differ from temperature {temps[0]}; plan needs the same "
                              "prompts at every temperature")
-        rules = ["maj"]
-        for name, scores in s.scores.items():
-            if compares_samples(name):
-                continue  # its BoN@N from n > N samples would see samples a policy of N does not draw
-            rules.append(f"bon:{name}")
-            if np.all(scores >= 0):
-                rules.append(f"wmaj:{name}")
-        if include_oracle:
-            rules.append("pass")
-        curves = per_prompt_curves(s, EvalConfig(seed=seed), rules=rules)
+        if unit == "tokens" and s.tokens is None:
+            raise ValueError(f"temperature {t}: some samples do not record their token count; use unit samples")
+        per_sample = s.tokens.mean(axis=1) if unit == "tokens" else np.ones(len(ids))
+        curves = per_prompt_curves(s, EvalConfig(seed=seed), rules=parallel_rules(s, include_oracle))
         for rule, curve in sorted(curves.items()):
             for n in range(1, s.n + 1):
                 strategies.append(Strategy(float(t), rule, n))
                 columns.append(curve.values[:, n - 1])
-    return StrategyTable(strategies, np.stack(columns, axis=1), list(ids))
+                costs.append(n * per_sample)
+    return StrategyTable(strategies, np.stack(columns, axis=1), list(ids), np.stack(costs, axis=1), unit,
+                         reference_sample_cost(samples_by_temperature, skip) if unit == "tokens" else 1.0)
 
 
+def parallel_rules(samples, include_oracle: bool = False) -> list[str]:
+    rules = ["maj"]
+    for name, scores in samples.scores.items():
+        if compares_samples(name):
+            continue  # its BoN@N from n > N samples would see samples a plan of N does not draw
+        rules.append(f"bon:{name}")
+        if np.all(scores >= 0):
+            rules.append(f"wmaj:{name}")
+    return rules + (["pass"] if include_oracle else [])
+
+
+def reference_sample_cost(samples_by_temperature: dict, skip: int = 0) -> float:
+    """Tokens of one sample-equivalent: the mean tokens per sample at the lowest temperature, over every prompt and
+    sample after the probes. Budgets are given in sample-equivalents and converted with this one constant."""
+    s = samples_by_temperature[min(samples_by_temperature)]
+    return float(s.tokens[:, skip:].mean())
+
+
+def run_table(strategy: Strategy, samples, unit: str = "tokens") -> StrategyTable:
+    """A search strategy valued from its runs (a ``ScoredSamples`` whose n samples per prompt are n independent
+    runs): value = mean reward of the runs, cost = their mean tokens, variance = the unbiased estimate
+    p̂(1 − p̂)/(R − 1) of the value's variance p(1 − p)/R (nan with one run)."""
+    if unit == "tokens" and samples.tokens is None:
+        raise ValueError(f"{strategy.label()}: its runs do not record token counts")
+    runs = samples.n
+    values = samples.rewards.mean(axis=1)
+    costs = samples.tokens.mean(axis=1) if unit == "tokens" else np.full(len(values), float(strategy.n))
+    variance = values * (1 - values) / (runs - 1) if runs > 1 else np.full(len(values), np.nan)
+    return StrategyTable([strategy], values[:, None], list(samples.prompt_ids), costs[:, None].astype(np.float64),
+                         unit, 1.0, variance[:, None])
+
+
+@dataclass
+class ChainLayout:
+    """How a revision store's sample indices map to chains: index = chain · attempts + attempt."""
+
+    chains: int
+    attempts: int
+    temperature: float
+    window: int = 2
+    skip_single: bool = field(default=True)  # chains of one attempt are parallel sampling, already in the table
+
+
+def revision_table(samples, layout: ChainLayout, *, seed: int = 0, unit: str = "tokens") -> StrategyTable:
+    """Every (C ≤ chains, L ≤ attempts, rule) revision strategy, from a store of C_max chains of L_max attempts
+    per prompt (``ScoredSamples`` with n = C_max · L_max, tokens = what each attempt is charged)."""
+    from infertune.store import scored_from_arrays
+
+    c_max, l_max = layout.chains, layout.attempts
+    if samples.n < c_max * l_max:
+        raise ValueError(f"revision runs hold {samples.n} attempts per prompt, fewer than {c_max} x {l_max}")
+    if unit == "tokens" and samples.tokens is None:
+        raise ValueError("revision runs do not record token counts")
+    count = len(samples.prompt_ids)
+    shape = (count, c_max, l_max)
+    rewards = samples.rewards[:, : c_max * l_max].reshape(shape)
+    codes = samples.answers.ids[:, : c_max * l_max].reshape(shape)
+    scores = {v: s[:, : c_max * l_max].reshape(shape) for v, s in samples.scores.items() if not compares_samples(v)}
+    charged = (samples.tokens[:, : c_max * l_max].reshape(shape).astype(np.float64) if unit == "tokens"
+               else np.ones(shape))
+    strategies, columns, costs = [], [], []
+    for length in range(2 if layout.skip_single else 1, l_max + 1):
+        chain_cost = charged[:, :, :length].sum(axis=2).mean(axis=1)
+        last_answers = np.where(codes[:, :, length - 1] >= 0, codes[:, :, length - 1].astype(str), None)
+        chain_sets = {"maj": (rewards[:, :, length - 1], last_answers, {})}
+        for v, s in scores.items():
+            window = s[:, :, :length]
+            best = window.max(axis=2, keepdims=True)
+            tied = window == best
+            chain_reward = (rewards[:, :, :length] * tied).sum(axis=2) / tied.sum(axis=2)
+            chain_sets[f"bon:{v}"] = (chain_reward, np.full((count, c_max), None, dtype=object), {v: best[..., 0]})
+            if np.all(s >= 0):
+                chain_sets[f"wmaj:{v}"] = (rewards[:, :, length - 1], last_answers, {v: s[:, :, length - 1]})
+        for rule, (r, answers, sc) in chain_sets.items():
+            chain_samples = scored_from_arrays(list(samples.prompt_ids), r, np.asarray(answers, dtype=object), sc)
+            curve = per_prompt_curves(chain_samples, EvalConfig(seed=seed), rules=[rule])[rule]
+            for c in range(1, c_max + 1):
+                strategies.append(Strategy(layout.temperature, rule, c * length, "revise", chains=c))
+                columns.append(curve.values[:, c - 1])
+                costs.append(c * chain_cost)
+    return StrategyTable(strategies, np.stack(columns, axis=1), list(samples.prompt_ids), np.stack(costs, axis=1),
+                         unit, 1.0)
 
 
 def strategy_costs(table: StrategyTable, probe: tuple[float, int] | None) -> np.ndarray:
-    """Samples a strategy draws per prompt, probes included: N + m with m probes (predicted difficulty), N without
-    (oracle difficulty, which cannot be computed on new prompts)."""
-    n = table.costs()
-    return n if probe is None else n + probe[1]
+    """Mean cost per prompt of each strategy, probes included in the samples unit: N + m with m probes (predicted
+    difficulty), N without (oracle difficulty, which cannot be computed on new prompts). In the tokens unit the
+    probes count as m sample-equivalents (``unit_size`` tokens each)."""
+    n = table.mean_costs()
+    return n if probe is None else n + probe[1] * table.unit_size

@@ -149,6 +149,8 @@ class ArithTask(Task):
     def __init__(self, **options) -> None:
         self.config = ArithConfig(**options)
         self._problems: list[Problem] | None = None
+        # A compact answer is one line of an expression: steps end at operators. Natural answers reason in prose.
+        self.step_format = "operators" if self.config.style == "compact" else "blank-line"
 
     def problems(self) -> list[Problem]:
         if self._problems is None:
@@ -171,6 +173,12 @@ class ArithTask(Task):
             return 0.0
         return float(check(expression, problem.target["numbers"], problem.target["target"], self.config.ops))
 
+    def revision_prompt(self, problem: Problem, attempts: list[str]) -> str:
+        """Compact style: earlier expressions follow the prompt, each ended by '|' (``3479:24=3*4+7+9|``)."""
+        if self.config.style != "compact":
+            return super().revision_prompt(problem, attempts)
+        return problem.prompt + "".join(a.strip().replace("\n", " ") + "|" for a in attempts)
+
     def spec(self) -> dict:
         from dataclasses import asdict
 
@@ -188,3 +196,17 @@ def calculator_view(problem: Problem, completion) -> str:
     result = evaluate(text.strip().split("\n")[0].split("=")[0].replace(" ", ""))
     value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
     return f"{problem.prompt}{text}|{value}"
+
+
+@VIEWS.register("arith-partial")
+def partial_calculator_view(problem: Problem, completion) -> str:
+    """The calculator view for partial answers too (what a process reward model reads): the value of what has been
+    written so far, with a trailing operator dropped and open parentheses closed (``((5+9)-`` reads as 14), so a
+    prefix's value can be compared with the target and the numbers still unused. Whole answers read as in
+    ``arith-calculator``."""
+    text = completion_text(completion).strip().split("\n")[0].split("=")[0].replace(" ", "")
+    body = text.rstrip("+-*/")
+    body += ")" * max(0, body.count("(") - body.count(")"))
+    result = evaluate(body)
+    value = "?" if result is None else (str(result[0].numerator) if result[0].denominator == 1 else "frac")
+    return f"{problem.prompt}{completion_text(completion)}|{value}"

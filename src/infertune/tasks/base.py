@@ -35,6 +35,7 @@ class Task(ABC):
     """Base class: subclasses set ``name``, build ``problems()`` and implement ``reward``."""
 
     name: str = "task"
+    step_format: str = "blank-line"  # how a completion splits into reasoning steps (``infertune.tasks.steps``)
 
     @abstractmethod
     def problems(self) -> list[Problem]:
@@ -62,6 +63,14 @@ class Task(ABC):
     def spec(self) -> dict:
         """How to load this task again (stored in a run's metadata)."""
         return {"name": self.name}
+
+    def revision_prompt(self, problem: Problem, attempts: list[str]) -> str:
+        """The question followed by earlier attempts, as a revision model reads it (``infertune.tasks.revisions``).
+        The attempts are not called wrong: at test time nobody knows whether they are."""
+        if not attempts:
+            return problem.prompt
+        shown = "\n\n".join(f"Attempt {i}:\n{a.strip()}" for i, a in enumerate(attempts, 1))
+        return f"{problem.prompt}\n\nEarlier attempts:\n\n{shown}\n\nA new attempt:\n"
 
 
 class BatchTask(Task):

@@ -54,3 +54,19 @@ def _learned(task, path):
     from infertune.verify.learned_rm import LearnedRewardModel
 
     return LearnedRewardModel.load(Path(path))
+
+
+def _prm(aggregate: str):
+    def build(task, path):
+        from infertune.verify.prm import ProcessRewardModel
+
+        return ProcessRewardModel.load(Path(path), aggregate=aggregate)
+
+    return build
+
+
+register("prm", needs_path=True, summary="a process reward model folder (infertune prm), scoring a whole answer by "
+                                         "its last step's value")(_prm("last"))
+register("prm-min", needs_path=True, summary="the same PRM, scoring an answer by its weakest step")(_prm("min"))
+register("prm-prod", needs_path=True, summary="the same PRM, scoring an answer by the product of its step "
+                                              "values")(_prm("prod"))
