@@ -6,7 +6,7 @@ the Best-of-k arms, each k), evaluates on the validation problems, and reports t
 the demo (pass@32 for the reward-trained arms, BoN@32 for the verifier ones). It prints one JSON object as its last
 line: every run's figures, the best learning rate per arm and the `--arm-lrs` value they make.
 
-    python benchmarks/demo_recipe.py [--setting forms] [--seed 0] [--lrs 1e-4,2e-4,4e-4] [--ks 8,16] [--steps 50]
+    python benchmarks/demo_recipe.py [--setting forms] [--seed 0] [--lrs 5e-5,1e-4,2e-4] [--ks 8] [--steps 25]
 """
 
 from __future__ import annotations
