@@ -48,10 +48,10 @@ def summarise(results: dict[str, list[dict]], config, setting, quality: dict, be
     for arm, runs in results.items():
         for metric in METRICS:
             iv = intervals[metric][arm]
-            for x in ks:
+            for x in ks:  # an accuracy lies in [0, 1]; the t interval is clipped to it
                 summary.append({"model": arm, "objective": OBJECTIVE.get(arm, arm), "metric": metric, "k": x,
-                                "mean": float(iv.mean[x - 1]), "ci_low": float(iv.low[x - 1]),
-                                "ci_high": float(iv.high[x - 1]), "seeds": len(runs)})
+                                "mean": float(iv.mean[x - 1]), "ci_low": max(0.0, float(iv.low[x - 1])),
+                                "ci_high": min(1.0, float(iv.high[x - 1])), "seeds": len(runs)})
             for s, r in enumerate(runs):
                 per_seed.append({"model": arm, "seed": s, "metric": metric,
                                  **{f"k{x}": float(r[metric][:, x - 1].mean()) for x in ks}})
