@@ -215,7 +215,8 @@ def plot(intervals: dict, arms: list[str], n: int, mechanism: dict, setting: str
         for arm in arms:
             iv = intervals[metric][arm]
             ax.plot(k, iv.mean, label=arm, color=colors[arm], linestyle="--" if arm.startswith("base") else "-")
-            ax.fill_between(k, iv.low, iv.high, color=colors[arm], alpha=0.15, linewidth=0)
+            ax.fill_between(k, np.clip(iv.low, 0, 1), np.clip(iv.high, 0, 1), color=colors[arm], alpha=0.15,
+                            linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_title(titles[metric])
         ax.set_xlabel("k (samples)")
@@ -231,7 +232,7 @@ def plot(intervals: dict, arms: list[str], n: int, mechanism: dict, setting: str
             ax.bar(np.arange(len(labels)) + i * width, values, width, color=colors[arm], label=arm)
         ax.axhline(0.25, color="grey", linestyle=":", linewidth=1)
         ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=20, fontsize=8)
-        ax.set_title("share of samples by form (test problems need each 25%)")
+        ax.set_title("share of samples by form (25% each needed)")
     fig.suptitle(f"infertune demo ({setting} setting): bands are method-level 95% intervals (problems, and "
                  "fine-tuning seeds where there are several)")
     fig.tight_layout()
