@@ -195,8 +195,14 @@ def findings(report: dict, config) -> str:
             parts.append(f"All {len(targets)} targets are met (differences at least the target, interval lower "
                          "ends above 0).")
     elif report["setting"] == "balanced":
-        parts.append("This is the negative control: with a balanced prior and a verifier without a systematic blind "
-                     "spot there is little for Best-of-N training to fix beyond keeping the base's diversity.")
+        verdicts = []
+        for a, metric in (("bon-exact/reward", "pass"), ("bon-exact/verifier", "bon")):
+            c = rows.get((a, "base", metric))
+            if c is not None:
+                verdict = ("above" if c["ci_low"] > 0 else "below" if c["ci_high"] < 0 else "indistinguishable from")
+                verdicts.append(f"{a} is {verdict} the base on {METRIC_NAMES[metric]}@{k}")
+        parts.append("This is the negative control: a balanced prior and a verifier without a systematic blind spot "
+                     "leave Best-of-N training nothing to fix; here " + " and ".join(verdicts) + ".")
     return " ".join(parts)
 
 
