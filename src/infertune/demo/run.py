@@ -7,13 +7,13 @@ Stages, each written to disk before the next starts so an interrupted demo resum
    its blind spot, where the setting has one) is measured on samples of other training prompts.
 3. Temperature: the base's best sampling temperature for Best-of-N, chosen on validation problems (a control: the
    cheap alternative to fine-tuning).
-4. Fine-tuning: copies of the base, the same samples each, several seeds: RLOO on the reward (trains for one
+4. Fine-tuning: copies of the base, the same sample budget each, several seeds: RLOO on the reward (trains for one
    sample), RLOO on the verifier's score (what people do with only a reward model), the exact Best-of-k gradient
    selecting by the verifier and judged by the reward, and the same selecting by the reward (pass@k).
 5. Evaluation: test problems never used for any choice, n samples each, written scored into a sample store per
    model (``infertune report`` reopens it), curves from the evaluation core.
-6. Summary: method-level intervals (fine-tuning seeds and problems resampled), the comparisons fixed in advance,
-   the mechanism in numbers, a plot and a findings paragraph.
+6. Summary: method-level intervals (a random-effects model over problems and fine-tuning seeds), the comparisons
+   fixed in advance, the mechanism in numbers, a plot and a findings paragraph.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def parse_arm_lrs(text: str) -> dict[str, float]:
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo. The defaults fit 15 minutes on 2 CPU cores with set-up included; see the README."""
+    """Sizes of the demo. The defaults take about 12.5 minutes on 2 CPU cores, about 15 with set-up; see the
+    README."""
 
     out: str = field(default="infertune-demo", metadata={"help": "Folder for every output of the demo."})
     setting: str = field(default="forms", metadata={

@@ -1,5 +1,5 @@
 """The demo's figures: method-level intervals, the comparisons fixed before evaluation, the mechanism, a plot and a
-findings paragraph generated from the numbers (so it can never claim more than was measured)."""
+findings paragraph generated from the numbers, each clause stated only where its numbers show it."""
 
 from __future__ import annotations
 
