@@ -122,3 +122,18 @@ def test_bfloat16_models_decode_with_shared_prefix():
     # bf16 rounding differs between the two attention paths; the first greedy token and its log-prob agree.
     assert shared[0].token_ids[0] == copied[0].token_ids[0]
     assert shared[0].logprobs[0] == pytest.approx(copied[0].logprobs[0], abs=0.05)
+
+
+def test_the_attention_function_refuses_what_it_cannot_compute():
+    """Reached only by calling it directly (HFSampler checks ``supports`` and copies instead): a clear ValueError."""
+    from types import SimpleNamespace
+
+    from infertune.models.shared_prefix import KWARG, attention
+
+    module = SimpleNamespace(layer_idx=0)
+    q = k = v = torch.zeros(2, 2, 1, 4)
+    with pytest.raises(ValueError, match="sliding_window"):
+        attention(module, q, k, v, None, **{KWARG: SharedPrefixKV(n=2, capacity=4), "sliding_window": 8})
+    state = SharedPrefixKV(n=2, capacity=4, prefilling=False)
+    with pytest.raises(ValueError, match="one new token"):
+        attention(module, torch.zeros(2, 2, 3, 4), k, v, None, **{KWARG: state})

@@ -184,14 +184,15 @@ def attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
         raise RuntimeError(f"the {ATTENTION_NAME!r} attention needs `{KWARG}=SharedPrefixKV(...)` in the forward call")
     for unsupported in ("sliding_window", "softcap", "s_aux"):
         if kwargs.get(unsupported) is not None:
-            raise NotImplementedError(f"shared-prefix attention does not support {unsupported}")
+            raise ValueError(f"shared-prefix attention does not support {unsupported} (HFSampler checks `supports` "
+                             "and uses the copy path for such models)")
     layer = module.layer_idx
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     if state.prefilling:
         state.prefix_k[layer], state.prefix_v[layer] = key, value
         return prompt_attention(query, key, value, state.prefix_valid, scaling), None
     if query.shape[2] != 1:
-        raise NotImplementedError("shared-prefix decoding takes one new token per row and step")
+        raise ValueError("shared-prefix decoding takes one new token per row and step")
     if layer not in state.suffix_k:
         shape = (key.shape[0], key.shape[1], state.capacity, key.shape[3])
         state.suffix_k[layer], state.suffix_v[layer] = key.new_empty(shape), value.new_empty(shape)
