@@ -65,11 +65,12 @@ def parse_arm_lrs(text: str) -> dict[str, float]:
     for item in filter(None, (x.strip() for x in text.split(","))):
         label, sep, value = item.partition("=")
         try:
-            out[label.strip()] = float(value)
+            lr = float(value)
         except ValueError:
-            sep = ""
-        if not sep or out.get(label.strip(), 0) <= 0:
+            lr = float("nan")
+        if not sep or not lr > 0:
             raise ValueError(f"arm_lrs: expected label=learning_rate (positive), got {item!r}")
+        out[label.strip()] = lr
     return out
 
 
