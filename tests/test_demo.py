@@ -104,3 +104,23 @@ def test_full_demo_meets_its_targets(tmp_path, monkeypatch, seed):
     targets = [c for c in comparisons if "target" in c]
     assert len(targets) == 6
     assert all(c["target_met"] for c in targets), [c for c in targets if not c["target_met"]]
+
+
+def test_findings_state_each_mechanism_clause_only_where_its_numbers_show_it():
+    from infertune.demo.summary import _mechanism_reading
+
+    def row(shares, bare):
+        return {"form_share": shares, "bare_target_share": bare}
+
+    shown = " ".join(_mechanism_reading({
+        "base": row([0.5, 0.2, 0.04, 0.02], 0.10), "rloo": row([0.55, 0.35, 0.02, 0.01], 0.01),
+        "rl-v": row([0.1, 0.15, 0.01, 0.01], 0.49), "bon-exact/reward": row([0.27, 0.13, 0.26, 0.21], 0.0),
+        "bon-exact/verifier": row([0.27, 0.22, 0.32, 0.07], 0.0)}))
+    assert "sharpens the prior" in shown and "drives samples into its blind spot" in shown
+    assert "does not move" not in shown
+    not_shown = " ".join(_mechanism_reading({
+        "base": row([0.5, 0.2, 0.04, 0.02], 0.10), "rloo": row([0.4, 0.3, 0.1, 0.05], 0.01),
+        "rl-v": row([0.5, 0.2, 0.04, 0.02], 0.05), "bon-exact/reward": row([0.6, 0.3, 0.02, 0.01], 0.0),
+        "bon-exact/verifier": row([0.6, 0.3, 0.02, 0.01], 0.12)}))
+    assert "sharpens" not in not_shown and "blind spot" not in not_shown
+    assert "does not move mass" in not_shown and "did not narrow" in not_shown
