@@ -3,8 +3,11 @@ held-out pass@1 and pass@k after a fixed number of steps, over several seeds. Pr
 
 The embedded default is the tiny model on ``arith`` (3 numbers up to 9, targets up to 60), taught by supervised
 learning as the trainer's tests do, then trained with GRPO (Knapsack RL's setting) from that same base under both
-allocations: the same total samples per step (batch_prompts x n), the same seeds (prompt draws and samples), the
-same steps. Knapsack allocation draws ``--candidate-prompts`` prompts per step and spreads the budget over them from
+allocations: the same total samples per step (batch_prompts x n), the same seed numbers, the same steps (the arms do
+not see the same prompts: uniform draws batch_prompts per step, knapsack a pool twice as large, so this measures
+choosing from a larger pool together with reallocating n; a knapsack run with ``--candidate-prompts`` equal to
+batch_prompts would separate the two, and was not run). Knapsack allocation draws ``--candidate-prompts``
+prompts per step and spreads the budget over them from
 their success history; the task is kept small (``--size``) so that prompts come back several times in a run, as
 they do over the epochs of the paper's runs, which is where a history exists to allocate from.
 

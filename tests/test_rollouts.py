@@ -343,3 +343,17 @@ def test_report_of_a_training_run_plots_and_summarises_its_telemetry(tmp_path):
     empty.mkdir()
     result = CliRunner().invoke(app, ["report", str(empty)])
     assert result.exit_code == 2 and "train_log.csv" in result.output
+
+
+def test_knapsack_with_an_objective_whose_weight_grows_with_n_says_so():
+    """GRPO's and Dr. GRPO's expected weight per prompt depends on its n, so per-prompt n reweights prompts."""
+    import warnings
+
+    from infertune.train import TrainConfig
+
+    for objective in ("grpo", "dr-grpo"):
+        with pytest.warns(UserWarning, match="grows with its number of samples"):
+            TrainConfig(allocation="knapsack", objective=objective, n=8, k=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainConfig(allocation="knapsack", objective="rloo", n=8, k=1)

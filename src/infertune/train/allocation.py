@@ -23,7 +23,9 @@ less than one known to sit near p = 1/2, and an unseen prompt is never written o
 The allocation is a multiple-choice knapsack, solved exactly by dynamic programming over the budget: every prompt
 takes 0 samples (skipped) or between ``min_n`` and ``max_n``, and the total is exactly B. It depends only on the
 history, never on the samples it is about to draw, so each sampled prompt's weights stay unbiased for that prompt's
-own gradient at its own n (every objective's weights are defined for any n >= k; tested by enumeration).
+own gradient at its own n for the unbiased objectives (rloo, the bon-* family; tested by enumeration). GRPO and
+Dr. GRPO are defined at any n but their expected weight grows with n, so with them a prompt given more samples also
+weighs more.
 """
 
 from __future__ import annotations

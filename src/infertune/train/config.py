@@ -6,6 +6,8 @@ command line flattens both into one option per field.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +153,10 @@ class TrainConfig(TaskSpec, TrainRecipe, RolloutRecipe):
                              "learns from reference answers: use uniform")
         if self.objective == "tang-loo":
             raise ValueError("tang-loo is defined at k = n only, so it cannot take a different n per prompt")
+        if self.objective in ("grpo", "dr-grpo"):
+            warnings.warn(f"{self.objective}'s expected weight for a prompt grows with its number of samples, so "
+                          "under --allocation knapsack the prompts given more samples also weigh more; rloo and the "
+                          "bon-* objectives stay unbiased at any per-prompt n", stacklevel=3)
         if self.reward != "task":
             raise ValueError("--allocation knapsack models each prompt's success rate from the task's binary reward; "
                              "use --reward task")
