@@ -2,19 +2,26 @@
 held-out pass@1 and pass@k after a fixed number of steps, over several seeds. Prints a JSON object as its last line.
 
 The embedded default is the tiny model on ``arith`` (3 numbers up to 9, targets up to 60), taught by supervised
-learning as the trainer's tests do, then trained with GRPO (Knapsack RL's setting) from that same base under both
-allocations: the same total samples per step (batch_prompts x n), the same seed numbers, the same steps (the arms do
-not see the same prompts: uniform draws batch_prompts per step, knapsack a pool twice as large, so this measures
-choosing from a larger pool together with reallocating n; a knapsack run with ``--candidate-prompts`` equal to
-batch_prompts would separate the two, and was not run). Knapsack allocation draws ``--candidate-prompts``
-prompts per step and spreads the budget over them from
-their success history; the task is kept small (``--size``) so that prompts come back several times in a run, as
-they do over the epochs of the paper's runs, which is where a history exists to allocate from.
+learning as the trainer's tests do, then trained from that same base with ``--objective`` (default GRPO, Knapsack
+RL's setting) under three arms with the same total samples per step (batch_prompts x n), seed numbers and steps:
+
+- ``uniform`` draws batch_prompts prompts per step and gives each n samples;
+- ``knapsack`` draws a pool of ``--candidate-prompts`` (default twice batch_prompts) and spreads the same budget
+  over it from their success history: choosing from a larger pool together with reallocating n;
+- ``knapsack-same-pool`` draws the very prompts uniform draws (same seed, same draw) and only reallocates n among
+  them: the like-for-like control. It may skip a prompt (n_i = 0) but never adds one, and since it sees half as many
+  prompts per step as ``knapsack`` its prompts come back about half as often, so it allocates from less history:
+  ``knapsack`` minus this arm is not the pool's effect alone.
+
+With GRPO a prompt's expected weight grows with its n, so under knapsack allocation prompts given more samples also
+weigh more; ``--objective rloo`` keeps every prompt's expectation at any n. The task is kept small (``--size``) so
+that prompts come back several times in a run, as they do over the epochs of the paper's runs, which is where a
+history exists to allocate from.
 
 Figures: ``nonzero_gradient_share_*`` is the share of a step's samples that belong to prompts whose GRPO weights are
 not all zero (Knapsack RL's effective-gradient ratio: the part of the sampled data that contributes to the update),
 averaged over steps, then over seeds with a t interval over seeds; ``relative_gain`` is knapsack / uniform − 1 per
-seed, averaged with a t interval (paired by seed). ``nonzero_prompt_share_*`` counts prompts instead of samples (the
+seed, averaged with a t interval (paired by seed), and ``relative_gain_same_pool`` the same for the control arm. ``nonzero_prompt_share_*`` counts prompts instead of samples (the
 two agree under uniform allocation; knapsack allocation also spreads part of the budget thinly over more prompts,
 which lowers the share of prompts but not their number) and ``informative_prompts_per_step_*`` counts them. Held-out
 pass@1 and pass@k are measured on the held-out problems with ``--eval-n`` samples each, with method-level intervals
@@ -101,16 +108,24 @@ def main() -> None:
     base = base_model(work, args.base_steps)
     base_seconds = time.perf_counter() - started
 
-    arms = ("uniform", "knapsack")
+    pool = args.candidate_prompts or 2 * args.batch_prompts
+    arms = {"uniform": ("uniform", {}), "knapsack": ("knapsack", {"candidate_prompts": pool}),
+            "knapsack-same-pool": ("knapsack", {"candidate_prompts": args.batch_prompts})}
+
+    def config_of(arm: str, seed: int) -> TrainConfig:
+        allocation, extra = arms[arm]
+        return TrainConfig(task_option=[f"size={args.size}", *TASK_OPTIONS], model=base, objective=args.objective,
+                           steps=args.steps, batch_prompts=args.batch_prompts, n=args.n, k=1, lr=args.lr,
+                           eval_prompts=100, max_new_tokens=12, seed=seed, checkpoint_every=0,
+                           out=str(work / f"{arm}-seed{seed}"), allocation=allocation, **extra)
+
+    for arm in arms:  # an objective or option that an arm refuses fails here, before any run
+        config_of(arm, 0)
     per_seed = {arm: {"prompt_share": [], "sample_share": [], "informative": [], "pass1": [], "passk": [],
                       "seconds": []} for arm in arms}
     for seed in range(args.seeds):
         for arm in arms:
-            extra = {"candidate_prompts": args.candidate_prompts} if arm == "knapsack" else {}
-            config = TrainConfig(task_option=[f"size={args.size}", *TASK_OPTIONS], model=base, objective=args.objective,
-                                 steps=args.steps, batch_prompts=args.batch_prompts, n=args.n, k=1, lr=args.lr,
-                                 eval_prompts=100, max_new_tokens=12, seed=seed, checkpoint_every=0,
-                                 out=str(work / f"{arm}-seed{seed}"), allocation=arm, **extra)
+            config = config_of(arm, seed)
             shutil.rmtree(work / f"{arm}-seed{seed}", ignore_errors=True)  # a fresh run, not a resumed one
             t = time.perf_counter()
             trainer = Trainer(config)
@@ -127,20 +142,28 @@ def main() -> None:
                   f"{got['prompt_share'][-1]:.3f}), held-out pass@1 {pass1.mean():.3f} pass@{args.k} "
                   f"{passk.mean():.3f}, {got['seconds'][-1]:.0f} s", flush=True)
 
-    u, kn = per_seed["uniform"], per_seed["knapsack"]
+    u, kn, same = per_seed["uniform"], per_seed["knapsack"], per_seed["knapsack-same-pool"]
     gain = np.array(kn["sample_share"]) / np.array(u["sample_share"]) - 1
     prompt_gain = np.array(kn["prompt_share"]) / np.array(u["prompt_share"]) - 1
+    same_gain = np.array(same["sample_share"]) / np.array(u["sample_share"]) - 1
     result = {
         "setting": {"task": "arith", "task_options": [f"size={args.size}", *TASK_OPTIONS], "model": "tiny (SFT base, "
                     f"{args.base_steps} steps)", "objective": args.objective, "steps": args.steps,
                     "batch_prompts": args.batch_prompts, "n": args.n, "samples_per_step": args.batch_prompts * args.n,
-                    "candidate_prompts": args.candidate_prompts, "seeds": args.seeds, "eval_n": args.eval_n,
+                    "candidate_prompts": pool, "prompts_drawn_per_step": {"uniform": args.batch_prompts,
+                    "knapsack": pool, "knapsack-same-pool": args.batch_prompts}, "seeds": args.seeds, "eval_n": args.eval_n,
                     "held_out_problems": 100, "k": args.k},
         "nonzero_gradient_share_uniform": t_interval(u["sample_share"]),
         "nonzero_gradient_share_knapsack": t_interval(kn["sample_share"]),
         "relative_gain": t_interval(gain),
         "relative_gain_target": 0.2,
         "target_met": bool(gain.mean() >= 0.2),
+        "nonzero_gradient_share_knapsack_same_pool": t_interval(same["sample_share"]),
+        "relative_gain_same_pool": t_interval(same_gain),
+        "target_met_same_pool": bool(same_gain.mean() >= 0.2),
+        "relative_gain_prompts_same_pool": t_interval(np.array(same["prompt_share"]) / np.array(u["prompt_share"]) - 1),
+        "nonzero_prompt_share_knapsack_same_pool": t_interval(same["prompt_share"]),
+        "informative_prompts_per_step_knapsack_same_pool": t_interval(same["informative"]),
         "nonzero_prompt_share_uniform": t_interval(u["prompt_share"]),
         "nonzero_prompt_share_knapsack": t_interval(kn["prompt_share"]),
         "relative_gain_prompts": t_interval(prompt_gain),
@@ -153,6 +176,12 @@ def main() -> None:
         f"held_out_pass_at_{args.k}_knapsack": interval(method_interval(np.array(kn["passk"]))),
         f"held_out_pass_at_{args.k}_difference": interval(method_difference(np.array(kn["passk"]),
                                                                               np.array(u["passk"]))),
+        "held_out_pass_at_1_knapsack_same_pool": interval(method_interval(np.array(same["pass1"]))),
+        f"held_out_pass_at_{args.k}_knapsack_same_pool": interval(method_interval(np.array(same["passk"]))),
+        "held_out_pass_at_1_difference_same_pool": interval(method_difference(np.array(same["pass1"]),
+                                                                              np.array(u["pass1"]))),
+        f"held_out_pass_at_{args.k}_difference_same_pool": interval(method_difference(np.array(same["passk"]),
+                                                                                        np.array(u["passk"]))),
         "run_seconds": {arm: float(np.sum(per_seed[arm]["seconds"])) for arm in arms},
         "base_seconds": base_seconds,
         "total_seconds": time.perf_counter() - started,

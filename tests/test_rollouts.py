@@ -17,8 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from infertune.objectives import sample_weights
-from infertune.train.allocation import SuccessHistory, allocate, expected_values, outcome_values, solve
+from infertune.objectives import get, names, sample_weights
+from infertune.train.allocation import (
+    KEEPS_EXPECTATION_AT_ANY_N,
+    SuccessHistory,
+    allocate,
+    expected_values,
+    outcome_values,
+    solve,
+)
 from infertune.train.loop import prompt_weights
 from infertune.train.telemetry import balance_score, distinct_correct, nonzero_gradient, step_telemetry
 from infertune.train.temperature import bstar_step, candidate_temperatures, choose
@@ -117,9 +124,9 @@ def test_success_history_keeps_the_latest_visit_and_survives_a_checkpoint():
 # -- unbiasedness with a different n per prompt, by enumeration ------------------------------------------------------
 
 THETA = [0.3, -0.5, 0.8]
-PROMPTS = [  # (offset of the prompt's logits, reward of each outcome)
-    (np.array([0.0, 0.4, -0.2]), np.array([1.0, 0.0, 0.0])),
-    (np.array([-0.3, 0.1, 0.5]), np.array([0.0, 1.0, 1.0])),
+PROMPTS = [  # (offset of the prompt's logits, reward of each outcome, verifier score of each outcome)
+    (np.array([0.0, 0.4, -0.2]), np.array([1.0, 0.0, 0.0]), np.array([0.2, 0.9, 0.1])),  # prefers a wrong answer
+    (np.array([-0.3, 0.1, 0.5]), np.array([0.0, 1.0, 1.0]), np.array([0.5, 0.5, 0.7])),  # a tie across outcomes
 ]
 
 
@@ -127,29 +134,42 @@ def _policy(theta, offset, temperature):
     return torch.softmax((theta + torch.tensor(offset)) / temperature, 0)
 
 
-def _pass_at_k(theta, offset, rewards, k, temperature):
-    """pass@k = 1 − (P[wrong])^k of one prompt, a differentiable function of the shared parameters."""
-    wrong = (_policy(theta, offset, temperature) * torch.tensor(1.0 - rewards)).sum()
-    return 1 - wrong**k
+def _bon_at_k(theta, offset, rewards, scores, k, temperature):
+    """BoN@k of one prompt: the expected reward of the top-scored of k samples (ties uniform), by enumerating the
+    k-tuples; with ``scores`` None the reward selects, which is pass@k for a 0/1 reward (pass@1 at k = 1)."""
+    pi = _policy(theta, offset, temperature)
+    s = rewards if scores is None else scores
+    value = 0
+    for tup in itertools.product(range(len(rewards)), repeat=k):
+        top = max(s[i] for i in tup)
+        picks = [rewards[i] for i in tup if s[i] == top]
+        value = value + torch.prod(pi[list(tup)]) * (sum(picks) / len(picks))
+    return value
 
 
-@pytest.mark.parametrize("objective, k, sizes", [("rloo", 1, (2, 4)), ("bon-exact", 2, (2, 5)),
-                                                 ("bon-exact", 3, (4, 3))])
+@pytest.mark.parametrize("objective, k, sizes, verifier", [("rloo", 1, (2, 4), False), ("bon-exact", 2, (2, 5), False),
+                                                           ("bon-exact", 3, (4, 3), False),
+                                                           ("bon-exact", 2, (3, 5), True),
+                                                           ("bon-exact", 3, (5, 3), True)])
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
-def test_per_prompt_n_keeps_the_batch_unbiased(objective, k, sizes, temperature):
+def test_per_prompt_n_keeps_the_batch_unbiased(objective, k, sizes, verifier, temperature):
     """Two prompts share the parameters θ and are sampled n_1 and n_2 times (an allocation fixed before sampling).
     Summing every joint outcome of their samples, weighted by its probability, the trainer's update direction
-    (1/m) Σ_x Σ_i w_{x,i} ∇log π_T(y_{x,i}|x), each prompt's weights from its own n (``prompt_weights``, then the
-    trainer's division by the m = 2 chosen prompts), equals (1/m) Σ_x ∇J_x: pass@1 for rloo, pass@k for bon-exact."""
+    (1/m) Σ_x Σ_i w_{x,i} ∇log π_T(y_{x,i}|x), each prompt's weights from its own n (``prompt_weights``, then a division by
+    the m = 2 chosen prompts, as the trainer divides), equals (1/m) Σ_x ∇J_x: pass@1 for rloo, pass@k for bon-exact
+    selecting by the reward, BoN@k for bon-exact selecting by a verifier (the demo's bon-exact/verifier arm).
+    Which other objectives keep their (biased) expectation at any n is the next test's business."""
     theta = torch.tensor(THETA, dtype=torch.float64, requires_grad=True)
-    target = sum(_pass_at_k(theta, off, r, k, temperature) for off, r in PROMPTS) / len(PROMPTS)
+    target = sum(_bon_at_k(theta, off, r, s if verifier else None, k, temperature)
+                 for off, r, s in PROMPTS) / len(PROMPTS)
     want, = torch.autograd.grad(target, theta)
-    pis = [_policy(theta, off, temperature).detach().numpy() for off, _ in PROMPTS]
+    pis = [_policy(theta, off, temperature).detach().numpy() for off, _, _ in PROMPTS]
     expected = np.zeros(3)
     for outcomes in itertools.product(*[itertools.product(range(3), repeat=n) for n in sizes]):
         prob = np.prod([np.prod(pi[list(o)]) for pi, o in zip(pis, outcomes)])
-        targets = [r[list(o)] for (_, r), o in zip(PROMPTS, outcomes)]
-        weights = prompt_weights(objective, targets, None, k)
+        targets = [r[list(o)] for (_, r, _), o in zip(PROMPTS, outcomes)]
+        scores = [s[list(o)] for (_, _, s), o in zip(PROMPTS, outcomes)] if verifier else None
+        weights = prompt_weights(objective, targets, scores, k)
         direction = np.zeros(3)
         for pi, o, w in zip(pis, outcomes, weights):
             for y, wi in zip(o, w):
@@ -345,15 +365,39 @@ def test_report_of_a_training_run_plots_and_summarises_its_telemetry(tmp_path):
     assert result.exit_code == 2 and "train_log.csv" in result.output
 
 
-def test_knapsack_with_an_objective_whose_weight_grows_with_n_says_so():
-    """GRPO's and Dr. GRPO's expected weight per prompt depends on its n, so per-prompt n reweights prompts."""
+def _expected_direction(objective, pi, rewards, scores, n, k):
+    """E over n i.i.d. samples from π (temperature 1) of Σ_i w_i ∇log π(y_i), by enumeration."""
+    total = np.zeros(len(pi))
+    for outcome in itertools.product(range(len(pi)), repeat=n):
+        idx = list(outcome)
+        w = sample_weights(objective, rewards[idx], scores[idx], None, k=k)
+        total += np.prod(pi[idx]) * sum(wi * (np.eye(len(pi))[y] - pi) for wi, y in zip(w, idx))
+    return total
+
+
+SAMPLE_OBJECTIVES = ["rloo", "grpo", "dr-grpo", "star", "bon-exact", "bon-rl-v", "bon-rl-s", "bon-rlb", "bon-rlbp",
+                     "passk-chen"]
+
+
+@pytest.mark.parametrize("objective", SAMPLE_OBJECTIVES)
+def test_knapsack_warns_exactly_for_objectives_whose_expectation_changes_with_n(objective):
+    """Every objective knapsack accepts, enumerated at n = 3, 4 and 6 on one prompt: its expected update is the same
+    at every n exactly for the objectives in KEEPS_EXPECTATION_AT_ANY_N, and ``train`` warns for all the others."""
     import warnings
 
     from infertune.train import TrainConfig
 
-    for objective in ("grpo", "dr-grpo"):
-        with pytest.warns(UserWarning, match="grows with its number of samples"):
-            TrainConfig(allocation="knapsack", objective=objective, n=8, k=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        TrainConfig(allocation="knapsack", objective="rloo", n=8, k=1)
+    assert set(SAMPLE_OBJECTIVES) == {name for name in names() if get(name).draws_samples
+                                      and not get(name).needs_reference and name != "tang-loo"}
+    pi, rewards, scores = np.array([0.3, 0.5, 0.2]), np.array([1.0, 0.0, 0.0]), np.array([0.2, 0.9, 0.1])
+    k = 2 if objective.startswith(("bon", "passk")) else 1
+    directions = [_expected_direction(objective, pi, rewards, scores, n, k) for n in (3, 4, 6)]
+    same = all(np.allclose(d, directions[0], atol=1e-12) for d in directions)
+    assert same == (objective in KEEPS_EXPECTATION_AT_ANY_N)
+    if same:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            TrainConfig(allocation="knapsack", objective=objective, n=8, k=k)
+    else:
+        with pytest.warns(UserWarning, match="changes with its number of samples"):
+            TrainConfig(allocation="knapsack", objective=objective, n=8, k=k)

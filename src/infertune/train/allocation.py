@@ -22,13 +22,17 @@ less than one known to sit near p = 1/2, and an unseen prompt is never written o
 
 The allocation is a multiple-choice knapsack, solved exactly by dynamic programming over the budget: every prompt
 takes 0 samples (skipped) or between ``min_n`` and ``max_n``, and the total is exactly B. It depends only on the
-history, never on the samples it is about to draw, so each sampled prompt's weights stay unbiased for that prompt's
-own gradient at its own n for the unbiased objectives (rloo, the bon-* family; tested by enumeration). GRPO and
-Dr. GRPO are defined at any n but their expected weight grows with n, so with them a prompt given more samples also
-weighs more.
+history, never on the samples it is about to draw, so each sampled prompt's weights keep the expectation they have
+at a fixed n, whatever its own n: for rloo and bon-exact the prompt's own gradient, for bon-rl-v and bon-rl-s Lemma
+2's stated expectation (``KEEPS_EXPECTATION_AT_ANY_N``; tested by enumeration). For the others a prompt's expected
+weight changes with its n (GRPO's standardised advantages, Dr. GRPO's (n − 1)/n, bon-rlb's and bon-rlbp's failure
+probability estimated from the group, STaR's and passk-chen's weights), so a prompt given more samples also weighs
+differently; the trainer warns.
 """
 
 from __future__ import annotations
+
+KEEPS_EXPECTATION_AT_ANY_N = ("rloo", "bon-exact", "bon-rl-v", "bon-rl-s")
 
 from dataclasses import dataclass, field
 from functools import lru_cache

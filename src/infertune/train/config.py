@@ -13,6 +13,7 @@ from pathlib import Path
 
 from infertune.objectives import OBJECTIVES, get
 from infertune.tasks import TaskSpec
+from infertune.train.allocation import KEEPS_EXPECTATION_AT_ANY_N
 from infertune.verify import describe_verifiers
 
 
@@ -153,10 +154,11 @@ class TrainConfig(TaskSpec, TrainRecipe, RolloutRecipe):
                              "learns from reference answers: use uniform")
         if self.objective == "tang-loo":
             raise ValueError("tang-loo is defined at k = n only, so it cannot take a different n per prompt")
-        if self.objective in ("grpo", "dr-grpo"):
-            warnings.warn(f"{self.objective}'s expected weight for a prompt grows with its number of samples, so "
-                          "under --allocation knapsack the prompts given more samples also weigh more; rloo and the "
-                          "bon-* objectives stay unbiased at any per-prompt n", stacklevel=3)
+        if self.objective not in KEEPS_EXPECTATION_AT_ANY_N:
+            warnings.warn(f"{self.objective}'s expected weight for a prompt changes with its number of samples, so "
+                          "under --allocation knapsack the prompts given more samples also weigh differently; "
+                          f"{', '.join(KEEPS_EXPECTATION_AT_ANY_N)} keep their expectation at any per-prompt n",
+                          stacklevel=3)
         if self.reward != "task":
             raise ValueError("--allocation knapsack models each prompt's success rate from the task's binary reward; "
                              "use --reward task")

@@ -25,9 +25,8 @@ Rollouts (``allocation``, ``telemetry``, ``temperature``): with ``allocation="kn
 candidate prompts and spreads the same budget of batch_prompts × n samples over it, prompt i getting n_i samples
 (0: skipped) chosen from the prompts' success history alone. Each sampled prompt's weights come from its own n_i
 samples and are unbiased for its own gradient ∇J_x at that n_i, because n_i does not depend on the samples it
-draws (for the unbiased objectives: rloo, the bon-* family, pass@k; GRPO's standardised advantages and Dr. GRPO's
-(n_i − 1)/n_i factor make a prompt's expected weight grow with n_i, so under knapsack those two also favour the
-prompts given more samples). Every chosen prompt then counts once: its weights are divided by the number m of chosen prompts, as under
+draws (for rloo and bon-exact, including pass@k; bon-rl-v/-s keep Lemma 2's expectation at any n_i; for the other
+objectives a prompt's expected weight changes with n_i, see ``allocation.KEEPS_EXPECTATION_AT_ANY_N``). Every chosen prompt then counts once: its weights are divided by the number m of chosen prompts, as under
 uniform allocation, so the update estimates (1/m) Σ_{x chosen} ∇J_x; a prompt with more samples gets a less noisy
 estimate, not a larger share. What changes is which prompts are chosen: the expected update is Σ_x q_x ∇J_x with
 q_x proportional to how often prompt x is chosen (and weighted by 1/m), which favours prompts whose success rate so
