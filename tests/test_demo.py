@@ -57,6 +57,23 @@ def test_quick_demo_end_to_end_and_resume(tmp_path, monkeypatch):
     assert other.exit_code != 0 and "seed" in other.output, other.output
 
 
+def test_a_folder_written_under_another_setting_recipe_is_refused(tmp_path, monkeypatch):
+    """The setting's recipe (base and verifier sizes and steps) is part of what a folder's stages ran with: after
+    it changes, resuming would mix a verifier fitted under the old recipe into new results."""
+    from dataclasses import replace
+
+    from infertune.demo import settings
+    from infertune.demo.run import DemoConfig, claim_output_folder
+
+    config = DemoConfig(out=str(tmp_path / "demo"))
+    claim_output_folder(config, tmp_path / "demo")
+    claim_output_folder(config, tmp_path / "demo")  # the same recipe resumes
+    changed = replace(settings.SETTINGS["forms"], verifier_prompts=settings.SETTINGS["forms"].verifier_prompts // 2)
+    monkeypatch.setitem(settings.SETTINGS, "forms", changed)
+    with pytest.raises(ValueError, match="setting_recipe"):
+        claim_output_folder(config, tmp_path / "demo")
+
+
 def test_demo_configuration_errors_are_clear():
     from infertune.demo import DemoConfig
 

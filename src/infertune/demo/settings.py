@@ -112,8 +112,11 @@ SETTINGS = {
                 "verifier reads an answer's value but not its digits",
         problems=_forms_problems, view="forms-value",
         model=TinyConfig(hidden_size=128, layers=4, heads=4, intermediate_size=384, max_positions=64),
-        base_steps=150, base_batch=256, base_lr=2e-3, max_new_tokens=16, verifier_prompts=400,
-        verifier=RewardModelConfig(hidden_size=96, layers=2, heads=4, steps=400, batch=128, lr=2e-3)),
+        # The verifier's data and steps were doubled (400 -> 800 prompts of base samples, 400 -> 800 steps) after its
+        # AUC on held-out training-prompt samples was 0.81 and 0.83 at seeds 1 and 2; doubled, 0.92 and 0.93
+        # (0.97, 0.98 without the blind spot). Chosen on training prompts only.
+        base_steps=150, base_batch=256, base_lr=2e-3, max_new_tokens=16, verifier_prompts=800,
+        verifier=RewardModelConfig(hidden_size=96, layers=2, heads=4, steps=800, batch=128, lr=2e-3)),
     "balanced": Setting(
         name="balanced",
         summary="Countdown-style arithmetic with many valid answers per problem and no skew in the supervised "
