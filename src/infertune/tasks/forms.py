@@ -102,13 +102,20 @@ def parse_mix(mix: str | tuple | list) -> np.ndarray:
 def answer_value(text: str) -> tuple[int, list[int]] | None:
     """Value and integer literals of an answer written with digits, + - * and parentheses; None otherwise. Parsed
     with arith's exact AST walk (never eval: the text is a model's)."""
+    parsed = _answer_value(text)
+    return None if parsed is None else (parsed[0], list(parsed[1]))
+
+
+@lru_cache(maxsize=1 << 16)
+def _answer_value(text: str) -> tuple[int, tuple[int, ...]] | None:
+    """Cached: reward, extraction and the verifier's view each parse every sample, and samples repeat."""
     text = text.strip().split("\n")[0].replace(" ", "")
     if not text or len(text) > 40 or not _ANSWER.match(text) or "**" in text:
         return None
     parsed = evaluate(text)
     if parsed is None or parsed[0].denominator != 1:
         return None
-    return int(parsed[0]), parsed[1]
+    return int(parsed[0]), tuple(parsed[1])
 
 
 @dataclass
