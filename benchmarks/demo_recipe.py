@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", default="forms")
     parser.add_argument("--seeds", default="0,1,2", help="Demo seeds (base model, verifier, validation problems).")
-    parser.add_argument("--lrs", default="5e-5,1e-4,2e-4,4e-4")
+    parser.add_argument("--lrs", default="1.25e-5,2.5e-5,5e-5,1e-4,2e-4,4e-4")
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="Arm labels to tune.")
     parser.add_argument("--ks", default="8")
     parser.add_argument("--steps", type=int, default=None, help="Fine-tuning steps (default: the demo's).")
