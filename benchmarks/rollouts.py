@@ -21,11 +21,13 @@ history exists to allocate from.
 Figures: ``nonzero_gradient_share_*`` is the share of a step's samples that belong to prompts whose GRPO weights are
 not all zero (Knapsack RL's effective-gradient ratio: the part of the sampled data that contributes to the update),
 averaged over steps, then over seeds with a t interval over seeds; ``relative_gain`` is knapsack / uniform − 1 per
-seed, averaged with a t interval (paired by seed), and ``relative_gain_same_pool`` the same for the control arm. ``nonzero_prompt_share_*`` counts prompts instead of samples (the
-two agree under uniform allocation; knapsack allocation also spreads part of the budget thinly over more prompts,
-which lowers the share of prompts but not their number) and ``informative_prompts_per_step_*`` counts them. Held-out
-pass@1 and pass@k are measured on the held-out problems with ``--eval-n`` samples each, with method-level intervals
-over seeds and problems (``infertune.estimators.method_interval``; differences paired by problem).
+seed, averaged with a t interval (paired by seed), and ``relative_gain_same_pool`` the same for the control arm.
+``nonzero_prompt_share_*`` counts prompts instead of samples (the two agree under uniform allocation; knapsack over
+the larger pool also spreads part of the budget thinly over more prompts, which lowers the share of prompts but not
+their number; over the same pool it can only concentrate samples or skip a prompt) and
+``informative_prompts_per_step_*`` counts them. Held-out pass@1 and pass@k are measured on the held-out problems with
+``--eval-n`` samples each, with method-level intervals over seeds and problems
+(``infertune.estimators.method_interval``; differences paired by problem).
 """
 
 from __future__ import annotations
@@ -151,7 +153,8 @@ def main() -> None:
                     f"{args.base_steps} steps)", "objective": args.objective, "steps": args.steps,
                     "batch_prompts": args.batch_prompts, "n": args.n, "samples_per_step": args.batch_prompts * args.n,
                     "candidate_prompts": pool, "prompts_drawn_per_step": {"uniform": args.batch_prompts,
-                    "knapsack": pool, "knapsack-same-pool": args.batch_prompts}, "seeds": args.seeds, "eval_n": args.eval_n,
+                    "knapsack": pool, "knapsack-same-pool": args.batch_prompts}, "seeds": args.seeds,
+                    "eval_n": args.eval_n,
                     "held_out_problems": 100, "k": args.k},
         "nonzero_gradient_share_uniform": t_interval(u["sample_share"]),
         "nonzero_gradient_share_knapsack": t_interval(kn["sample_share"]),

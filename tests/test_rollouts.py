@@ -155,9 +155,9 @@ def _bon_at_k(theta, offset, rewards, scores, k, temperature):
 def test_per_prompt_n_keeps_the_batch_unbiased(objective, k, sizes, verifier, temperature):
     """Two prompts share the parameters θ and are sampled n_1 and n_2 times (an allocation fixed before sampling).
     Summing every joint outcome of their samples, weighted by its probability, the trainer's update direction
-    (1/m) Σ_x Σ_i w_{x,i} ∇log π_T(y_{x,i}|x), each prompt's weights from its own n (``prompt_weights``, then a division by
-    the m = 2 chosen prompts, as the trainer divides), equals (1/m) Σ_x ∇J_x: pass@1 for rloo, pass@k for bon-exact
-    selecting by the reward, BoN@k for bon-exact selecting by a verifier (the demo's bon-exact/verifier arm).
+    (1/m) Σ_x Σ_i w_{x,i} ∇log π_T(y_{x,i}|x), each prompt's weights from its own n (``prompt_weights``, then a
+    division by the m = 2 chosen prompts, as the trainer divides), equals (1/m) Σ_x ∇J_x: pass@1 for rloo, pass@k for
+    bon-exact selecting by the reward, BoN@k for bon-exact selecting by a verifier (the demo's bon-exact/verifier arm).
     Which other objectives keep their (biased) expectation at any n is the next test's business."""
     theta = torch.tensor(THETA, dtype=torch.float64, requires_grad=True)
     target = sum(_bon_at_k(theta, off, r, s if verifier else None, k, temperature)

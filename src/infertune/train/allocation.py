@@ -32,14 +32,14 @@ differently; the trainer warns.
 
 from __future__ import annotations
 
-KEEPS_EXPECTATION_AT_ANY_N = ("rloo", "bon-exact", "bon-rl-v", "bon-rl-s")
-
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from scipy.special import betaln, gammaln
 
+# Objectives whose expected update for a prompt is the same at every n (enumerated for every objective knapsack takes).
+KEEPS_EXPECTATION_AT_ANY_N = ("rloo", "bon-exact", "bon-rl-v", "bon-rl-s")
 # Objectives whose gradient vanishes exactly when the group is all-equal (a baseline from the group's own mean).
 GROUP_OBJECTIVES = frozenset({"rloo", "grpo", "dr-grpo"})
 
