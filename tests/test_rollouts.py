@@ -399,5 +399,6 @@ def test_knapsack_warns_exactly_for_objectives_whose_expectation_changes_with_n(
             warnings.simplefilter("error")
             TrainConfig(allocation="knapsack", objective=objective, n=8, k=k)
     else:
-        with pytest.warns(UserWarning, match="changes with its number of samples"):
+        with pytest.warns(UserWarning, match="changes with its number of samples") as caught:
             TrainConfig(allocation="knapsack", objective=objective, n=8, k=k)
+        assert caught[0].filename == __file__  # the warning points at the caller, not into the dataclass

@@ -158,7 +158,7 @@ class TrainConfig(TaskSpec, TrainRecipe, RolloutRecipe):
             warnings.warn(f"{self.objective}'s expected weight for a prompt changes with its number of samples, so "
                           "under --allocation knapsack the prompts given more samples also weigh differently; "
                           f"{', '.join(KEEPS_EXPECTATION_AT_ANY_N)} keep their expectation at any per-prompt n",
-                          stacklevel=3)
+                          stacklevel=4)
         if self.reward != "task":
             raise ValueError("--allocation knapsack models each prompt's success rate from the task's binary reward; "
                              "use --reward task")

@@ -26,9 +26,10 @@ candidate prompts and spreads the same budget of batch_prompts × n samples over
 (0: skipped) chosen from the prompts' success history alone. Each sampled prompt's weights come from its own n_i
 samples and are unbiased for its own gradient ∇J_x at that n_i, because n_i does not depend on the samples it
 draws (for rloo and bon-exact, including pass@k; bon-rl-v/-s keep Lemma 2's expectation at any n_i; for the other
-objectives a prompt's expected weight changes with n_i, see ``allocation.KEEPS_EXPECTATION_AT_ANY_N``). Every chosen prompt then counts once: its weights are divided by the number m of chosen prompts, as under
-uniform allocation, so the update estimates (1/m) Σ_{x chosen} ∇J_x; a prompt with more samples gets a less noisy
-estimate, not a larger share. What changes is which prompts are chosen: the expected update is Σ_x q_x ∇J_x with
+objectives a prompt's expected weight changes with n_i, see ``allocation.KEEPS_EXPECTATION_AT_ANY_N``). Every
+chosen prompt then counts once: its weights are divided by the number m of chosen prompts, as under uniform
+allocation, so the update estimates (1/m) Σ_{x chosen} ∇J_x; a prompt with more samples gets a less noisy estimate,
+not a larger share. What changes is which prompts are chosen: the expected update is Σ_x q_x ∇J_x with
 q_x proportional to how often prompt x is chosen (and weighted by 1/m), which favours prompts whose success rate so
 far makes their samples informative over the uniform mean over training prompts. Every step logs the telemetry of
 its samples (``telemetry``); with ``auto_temperature`` the sampling temperature T moves between steps by B-STaR's
