@@ -1,11 +1,15 @@
-"""The knapsack allocation on a frozen policy: where its default prior strength comes from. Prints JSON last.
+"""The knapsack allocation on a simulated policy: where its default prior comes from. Prints JSON last.
 
 Each training prompt of the embedded default (``benchmarks/rollouts.py``) gets a success rate measured from the SFT
-base with ``--measure-n`` samples; then steps are simulated with those rates held fixed (outcomes drawn as Bernoulli
-trials, no training): uniform allocation (batch_prompts × n) against the knapsack allocation of the same budget over
-``--candidate-prompts`` prompts, through the trainer's own ``allocate`` and ``SuccessHistory``, at several prior
-strengths. The figure is the share of samples in groups that are not all-equal (GRPO's non-zero gradients),
-averaged over steps and seeds. It isolates the allocation from learning: cheap, and a guide for the defaults only.
+base with ``--measure-n`` samples; then steps are simulated from those rates (outcomes drawn as Bernoulli trials, no
+training): uniform allocation (batch_prompts × n) against the knapsack allocation of the same budget, over a pool of
+``--candidate-prompts`` prompts and over uniform's own prompts (same pool), through the trainer's own ``allocate``
+and ``SuccessHistory``, at several priors (0: empirical Bayes, the trainer's default; > 0: pseudo-samples centred on
+the pooled rate). ``--drift`` moves every prompt's rate by that much in logits per step, as a policy that learns
+does, so that the history goes stale. Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group
+not all-equal) per step, the quantity the allocation maximises in expectation, and the share of samples in such
+groups (Knapsack RL's effective-gradient ratio, which any uneven allocation raises). It isolates the allocation from
+learning: cheap, and a guide for the defaults only.
 """
 
 from __future__ import annotations
@@ -16,34 +20,38 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit, logit
 
 from infertune.train import TrainConfig, Trainer
 from infertune.train.allocation import SuccessHistory, allocate
 
-from rollouts import TASK_OPTIONS, base_model  # noqa: E402  (benchmarks/ is the script's own folder)
+from rollouts import TASK_OPTIONS, base_model, commit  # noqa: E402  (benchmarks/ is the script's own folder)
 
 
-def simulate(p: np.ndarray, *, knapsack: bool, strength: float, steps: int, batch_prompts: int, n: int, pool: int,
-             seed: int) -> float:
+def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prompts: int, n: int, pool: int,
+             drift: float, seed: int) -> tuple[float, float]:
+    """(prompts with a gradient per step, share of samples in them) of one simulated run."""
     ids = [str(i) for i in range(p.size)]
     outcomes = np.random.default_rng([seed, 1])
     history = SuccessHistory()
-    shares = []
+    base_logits = logit(np.clip(p, 1e-4, 1 - 1e-4))
+    informative, shares = [], []
     for step in range(steps):
+        rates = expit(base_logits + drift * step) if drift else p
         draw = np.random.default_rng([seed, step])
-        if knapsack:
-            chosen = draw.choice(p.size, size=pool, replace=False)
+        chosen = draw.choice(p.size, size=pool if arm == "knapsack" else batch_prompts, replace=False)
+        if arm == "uniform":
+            sizes = np.full(batch_prompts, n)
+        else:
             sizes = allocate([ids[i] for i in chosen], history, objective="grpo", k=1, budget=batch_prompts * n,
                              min_n=2, max_n=4 * n, prior_strength=strength)
             chosen, sizes = chosen[sizes > 0], sizes[sizes > 0]
-        else:
-            chosen = draw.choice(p.size, size=batch_prompts, replace=False)
-            sizes = np.full(batch_prompts, n)
-        rows = [(outcomes.random(s) < p[i]).astype(float) for i, s in zip(chosen, sizes)]
+        rows = [(outcomes.random(s) < rates[i]).astype(float) for i, s in zip(chosen, sizes)]
         history.record([ids[i] for i in chosen], rows)
-        informative = np.array([0 < r.sum() < r.size for r in rows])
-        shares.append(sizes[informative].sum() / sizes.sum())
-    return float(np.mean(shares))
+        mixed = np.array([0 < r.sum() < r.size for r in rows])
+        informative.append(mixed.sum())
+        shares.append(sizes[mixed].sum() / sizes.sum())
+    return float(np.mean(informative)), float(np.mean(shares))
 
 
 def main() -> None:
@@ -54,8 +62,9 @@ def main() -> None:
     parser.add_argument("--batch-prompts", type=int, default=8)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--candidate-prompts", type=int, default=16)
-    parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 4.0, 16.0])
+    parser.add_argument("--drifts", type=float, nargs="+", default=[0.0, 0.03])
     parser.add_argument("--base-steps", type=int, default=400)
     parser.add_argument("--work", default="/tmp/infertune-bench-rollouts")
     args = parser.parse_args()
@@ -68,12 +77,22 @@ def main() -> None:
     completions = trainer._sample(problems, [args.measure_n] * len(problems), 1.0, seed=1)
     p = np.array([r.mean() for r in trainer._rewards(problems, completions)])
     common = dict(steps=args.steps, batch_prompts=args.batch_prompts, n=args.n, pool=args.candidate_prompts)
-    uniform = np.mean([simulate(p, knapsack=False, strength=1.0, seed=s, **common) for s in range(args.seeds)])
-    knapsack = {str(strength): float(np.mean([simulate(p, knapsack=True, strength=strength, seed=s, **common)
-                                              for s in range(args.seeds)])) for strength in args.strengths}
-    print(json.dumps({"prompts": int(p.size), "mean_success_rate": float(p.mean()),
-                      "never_solved_share": float((p == 0).mean()), "nonzero_gradient_share_uniform": float(uniform),
-                      "nonzero_gradient_share_knapsack_by_prior_strength": knapsack, **common, "seeds": args.seeds,
+    results = {}
+    for drift in args.drifts:
+        def mean_over_seeds(arm: str, strength: float) -> dict:
+            runs = np.array([simulate(p, arm=arm, strength=strength, drift=drift, seed=s, **common)
+                             for s in range(args.seeds)])
+            return {"informative_prompts_per_step": float(runs[:, 0].mean()),
+                    "nonzero_gradient_share": float(runs[:, 1].mean())}
+
+        row = {"uniform": mean_over_seeds("uniform", 0.0)}
+        for arm in ("knapsack", "knapsack-same-pool"):
+            row[arm] = {str(strength): mean_over_seeds(arm, strength) for strength in args.strengths}
+        results[str(drift)] = row
+        print(f"drift {drift}: {json.dumps(row)}", flush=True)
+    print(json.dumps({"commit": commit(), "prompts": int(p.size), "mean_success_rate": float(p.mean()),
+                      "never_solved_share": float((p == 0).mean()), "by_drift_arm_prior_strength": results, **common,
+                      "min_n": 2, "max_n": 4 * args.n, "seeds": args.seeds, "measure_n": args.measure_n,
                       "seconds": time.perf_counter() - started}))
 
 

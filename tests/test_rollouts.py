@@ -16,6 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from scipy.special import betaln
 
 from infertune.objectives import get, names, sample_weights
 from infertune.train.allocation import (
@@ -23,6 +24,7 @@ from infertune.train.allocation import (
     SuccessHistory,
     allocate,
     expected_values,
+    fit_beta_prior,
     outcome_values,
     solve,
 )
@@ -119,6 +121,62 @@ def test_success_history_keeps_the_latest_visit_and_survives_a_checkpoint():
     np.testing.assert_allclose(alpha, [8 / 7 + 3, 8 / 7])
     np.testing.assert_allclose(beta, [6 / 7, 6 / 7])
     assert SuccessHistory.from_state(history.state()).latest == history.latest
+
+
+def test_empirical_prior_is_the_beta_binomial_maximum_likelihood():
+    rng = np.random.default_rng(3)
+    rates = rng.beta(2.0, 6.0, size=3000)
+    trials = rng.integers(4, 12, size=rates.size)
+    successes = rng.binomial(trials, rates)
+    alpha0, beta0 = fit_beta_prior(successes, trials)
+    assert alpha0 / (alpha0 + beta0) == pytest.approx(0.25, abs=0.02)
+    assert alpha0 + beta0 == pytest.approx(8.0, rel=0.25)
+
+    def log_likelihood(a, b):
+        return (betaln(successes + a, trials - successes + b) - betaln(a, b)).sum()
+
+    grid = [(a, b) for a in np.linspace(0.5, 6, 45) for b in np.linspace(2, 20, 45)]
+    assert log_likelihood(alpha0, beta0) >= max(log_likelihood(a, b) for a, b in grid) - 1e-6
+    # Every prompt failed: the likelihood rises as the prior collapses onto 0; the fit stops at the bounds.
+    alpha0, beta0 = fit_beta_prior(np.zeros(20), np.full(20, 8))
+    assert alpha0 / (alpha0 + beta0) == pytest.approx(0.01, rel=1e-3) and np.isfinite(beta0)
+    with pytest.raises(ValueError, match="successes <= trials"):
+        fit_beta_prior([3], [2])
+
+
+def test_posterior_uses_the_fitted_prior_once_enough_prompts_were_seen():
+    history = SuccessHistory()
+    history.record(["a", "b"], [np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0])])
+    alpha, beta = history.posterior(["new"], prior_strength=0.0)  # too few prompts to fit: one pseudo-sample
+    np.testing.assert_allclose([alpha[0], beta[0]], [2 / 6, 4 / 6])
+    history.record([f"p{i}" for i in range(10)], [np.r_[np.ones(i % 3), np.zeros(8 - i % 3)] for i in range(10)])
+    successes, trials = np.array(list(history.latest.values())).T
+    alpha, beta = history.posterior(["new", "a"], prior_strength=0.0)
+    np.testing.assert_allclose([alpha[0], beta[0]], fit_beta_prior(successes, trials))
+    np.testing.assert_allclose([alpha[1] - alpha[0], beta[1] - beta[0]], [1.0, 1.0])
+
+
+def test_empirical_prior_does_not_write_off_prompts_seen_failing_once():
+    # 40 prompts that all succeed 4% of the time, each seen once with 8 samples (about as Binomial(8, 0.04) falls):
+    # 30 saw no success. With all rates equal, P(0 < C < n) is concave in n, so uniform allocation is optimal for the
+    # expected number of prompts with a gradient; a U-shaped fixed prior (pooled mean with 1 pseudo-sample) writes
+    # the 0-of-8 prompts off and loses prompts, the fitted prior keeps every prompt.
+    history = SuccessHistory()
+    ids = [f"q{i}" for i in range(40)]
+    history.record(ids, [np.r_[np.ones(int(i < 10)), np.zeros(8 - int(i < 10))] for i in range(40)])
+    chosen = ids[5:13]  # five seen with a success, three without; the budget of 8 prompts x 8 samples
+    truth = 0.04
+
+    def expected_informative(sizes):
+        sizes = np.asarray(sizes)
+        return float((1 - (1 - truth) ** sizes - truth ** sizes)[sizes > 0].sum())
+
+    uniform = expected_informative(np.full(8, 8))
+    fitted = allocate(chosen, history, objective="grpo", k=1, budget=64, min_n=2, max_n=32, prior_strength=0.0)
+    fixed = allocate(chosen, history, objective="grpo", k=1, budget=64, min_n=2, max_n=32, prior_strength=1.0)
+    assert fitted.sum() == fixed.sum() == 64
+    assert (fitted > 0).all() and expected_informative(fitted) >= 0.98 * uniform
+    assert expected_informative(fixed) < 0.95 * uniform
 
 
 # -- unbiasedness with a different n per prompt, by enumeration ------------------------------------------------------
@@ -325,7 +383,7 @@ def test_rollout_options_are_checked_before_any_work():
         (dict(allocation="knapsack", batch_prompts=16, n=16, candidate_prompts=4, max_n=32), "cannot spend"),
         (dict(auto_temperature=True, objective="sft"), "no sampling temperature"),
         (dict(auto_temperature=True, temperature=2.0), "outside"),
-        (dict(prior_strength=0.0), "prior_strength"),
+        (dict(prior_strength=-1.0), "prior_strength"),
     ]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**bad)
@@ -373,6 +431,23 @@ def _expected_direction(objective, pi, rewards, scores, n, k):
         w = sample_weights(objective, rewards[idx], scores[idx], None, k=k)
         total += np.prod(pi[idx]) * sum(wi * (np.eye(len(pi))[y] - pi) for wi, y in zip(w, idx))
     return total
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(KEEPS_EXPECTATION_AT_ANY_N), st.data())
+def test_kept_expectations_are_the_same_at_every_n_at_random_points(objective, data):
+    """The single point of the next test can show that an objective's expectation moves with n; that it does not
+    is a claim about every policy, reward and verifier score, checked here at random ones (ties in the scores
+    included), by enumerating every outcome of n samples at two different n."""
+    pi = np.array(data.draw(st.lists(st.floats(0.05, 1.0), min_size=3, max_size=3)))
+    pi = pi / pi.sum()
+    rewards = np.array(data.draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=3, max_size=3)))
+    scores = np.array(data.draw(st.lists(st.sampled_from([0.1, 0.5, 0.9]), min_size=3, max_size=3)))
+    k = 1 if objective == "rloo" else data.draw(st.integers(1, 3))
+    least = max(2, k + 1 if get(objective).needs_more_samples_than_k else k)
+    ns = data.draw(st.lists(st.integers(least, 5), min_size=2, max_size=2, unique=True))
+    first, second = (_expected_direction(objective, pi, rewards, scores, n, k) for n in ns)
+    np.testing.assert_allclose(first, second, atol=1e-12)
 
 
 SAMPLE_OBJECTIVES = ["rloo", "grpo", "dr-grpo", "star", "bon-exact", "bon-rl-v", "bon-rl-s", "bon-rlb", "bon-rlbp",

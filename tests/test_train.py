@@ -188,6 +188,7 @@ def test_knapsack_spends_the_budget_over_the_pool_and_weighs_each_prompt_at_its_
 
     trainer = Trainer(_config(base_model, tmp_path, objective="rloo", k=1, batch_prompts=4, n=4, allocation="knapsack",
                               candidate_prompts=8, max_n=8, kl_start=0.0, kl_end=0.0, checkpoint_every=0))
+    prompts_sampled = []
     for _ in range(4):
         drawn, planned = trainer._draw()  # from the history alone, before anything of this step is sampled
         batch = trainer.collect()
@@ -195,6 +196,7 @@ def test_knapsack_spends_the_budget_over_the_pool_and_weighs_each_prompt_at_its_
         assert sizes == planned and [p.id for p in batch.problems] == [p.id for p in drawn]
         assert sum(sizes) == 16 and all(2 <= s <= 8 for s in sizes) and len(sizes) <= 8
         m = len(sizes)
+        prompts_sampled.append(m)
         for rewards, weights in zip(batch.rewards, batch.sample_weights):
             np.testing.assert_allclose(weights, sample_weights("rloo", rewards, k=1))
         pushed = list(batch.weights)
@@ -204,6 +206,8 @@ def test_knapsack_spends_the_budget_over_the_pool_and_weighs_each_prompt_at_its_
         for problem, rewards in zip(batch.problems, batch.rewards):
             assert trainer.history.latest[problem.id] == (rewards.sum(), rewards.size)
         trainer.step += 1
+    # Some step skipped candidates: the division is by the prompts sampled, not by the pool.
+    assert min(prompts_sampled) < 8, prompts_sampled
 
 
 def test_entropy_and_scores_are_those_of_the_temperature_a_batch_was_drawn_at(base_model, tmp_path):

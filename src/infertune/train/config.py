@@ -72,10 +72,11 @@ class RolloutRecipe:
         "help": "Knapsack allocation: fewest samples a chosen prompt gets (0: the least the objective takes: k, or "
                 "k + 1 when it needs n > k, and at least 2)."})
     max_n: int = field(default=0, metadata={"help": "Knapsack allocation: most samples one prompt gets (0: 4 x n)."})
-    prior_strength: float = field(default=1.0, metadata={
-        "help": "Knapsack allocation: pseudo-samples of the Beta prior on a prompt's success rate, centred on the "
-                "run's pooled success rate (an unseen prompt's whole estimate; smaller trusts a prompt's own "
-                "history sooner)."})
+    prior_strength: float = field(default=0.0, metadata={
+        "help": "Knapsack allocation: the Beta prior on a prompt's success rate (an unseen prompt's whole estimate). "
+                "0: fitted to the run's prompts by empirical Bayes (beta-binomial maximum likelihood over every "
+                "prompt's latest visit); > 0: that many pseudo-samples centred on the run's pooled success rate "
+                "(smaller trusts a prompt's own history sooner)."})
     auto_temperature: bool = field(default=False, metadata={
         "help": "B-STaR's rule: every temperature_every steps, sample probe prompts at the current temperature and "
                 "one temperature_step either side, and sample the next steps at the one whose samples have the highest "
@@ -97,8 +98,8 @@ class RolloutRecipe:
             raise ValueError("candidate_prompts, min_n and max_n must be >= 0 (0: the default)")
         if self.allocation == "uniform" and (self.candidate_prompts or self.min_n or self.max_n):
             raise ValueError("candidate_prompts, min_n and max_n apply to --allocation knapsack only")
-        if self.prior_strength <= 0:
-            raise ValueError(f"prior_strength must be > 0, got {self.prior_strength}")
+        if self.prior_strength < 0:
+            raise ValueError(f"prior_strength must be >= 0 (0: fitted by empirical Bayes), got {self.prior_strength}")
         if not 0 < self.min_temperature <= self.max_temperature or self.temperature_step <= 0:
             raise ValueError("need 0 < min_temperature <= max_temperature and temperature_step > 0")
         if self.temperature_every < 1 or self.probe_prompts < 1 or self.balance_target <= 0:
