@@ -3,11 +3,14 @@ held-out pass@1 and pass@k after a fixed number of steps, over several seeds. Pr
 
 The embedded default is the tiny model on ``arith`` (3 numbers up to 9, targets up to 60), taught by supervised
 learning as the trainer's tests do, then trained from that same base with ``--objective`` (default GRPO, Knapsack
-RL's setting) under three arms with the same total samples per step (batch_prompts x n), seed numbers and steps:
+RL's setting) under four arms with the same total samples per step (batch_prompts x n), seed numbers and steps:
 
 - ``uniform`` draws batch_prompts prompts per step and gives each n samples;
 - ``knapsack`` draws a pool of ``--candidate-prompts`` (default twice batch_prompts) and spreads the same budget
   over it from their success history: choosing from a larger pool together with reallocating n;
+- ``uniform-pool`` draws the pool ``knapsack`` draws (same seed, same draw) and gives each of its prompts the
+  budget's even share (64 / 16 = 4): what sampling more prompts with fewer samples each gives without any history,
+  the control that tells the allocation's own contribution apart from the pool's;
 - ``knapsack-same-pool`` draws the very prompts uniform draws (same seed, same draw) and only reallocates n among
   them: the like-for-like control. It may skip a prompt (n_i = 0) but never adds one, and since it sees half as many
   prompts per step as ``knapsack`` its prompts come back about half as often, so it allocates from less history:
@@ -84,7 +87,7 @@ def held_out(trainer: Trainer, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 def commit() -> str | None:
     """The repository's commit, when the benchmark runs from a git checkout (recorded beside the figures)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -128,15 +131,19 @@ def main() -> None:
 
     pool = args.candidate_prompts or 2 * args.batch_prompts
     prior = {"prior_strength": args.prior_strength}
-    arms = {"uniform": ("uniform", {}), "knapsack": ("knapsack", {"candidate_prompts": pool, **prior}),
-            "knapsack-same-pool": ("knapsack", {"candidate_prompts": args.batch_prompts, **prior})}
+    budget = args.batch_prompts * args.n
+    if budget % pool:
+        raise SystemExit(f"the uniform-pool arm needs the budget ({budget}) to be a multiple of the pool ({pool})")
+    shape = {"batch_prompts": args.batch_prompts, "n": args.n}
+    arms = {"uniform": ("uniform", shape), "knapsack": ("knapsack", {**shape, "candidate_prompts": pool, **prior}),
+            "knapsack-same-pool": ("knapsack", {**shape, "candidate_prompts": args.batch_prompts, **prior}),
+            "uniform-pool": ("uniform", {"batch_prompts": pool, "n": budget // pool})}
 
     def config_of(arm: str, seed: int) -> TrainConfig:
         allocation, extra = arms[arm]
         return TrainConfig(task_option=[f"size={args.size}", *TASK_OPTIONS], model=base, objective=args.objective,
-                           steps=args.steps, batch_prompts=args.batch_prompts, n=args.n, k=1, lr=args.lr,
-                           eval_prompts=100, max_new_tokens=12, seed=seed, checkpoint_every=0,
-                           out=str(work / f"{arm}-seed{seed}"), allocation=allocation, **extra)
+                           steps=args.steps, k=1, lr=args.lr, eval_prompts=100, max_new_tokens=12, seed=seed,
+                           checkpoint_every=0, out=str(work / f"{arm}-seed{seed}"), allocation=allocation, **extra)
 
     for arm in arms:  # an objective or option that an arm refuses fails here, before any run
         config_of(arm, 0)
@@ -163,6 +170,7 @@ def main() -> None:
                   f"{passk.mean():.3f}, {got['seconds'][-1]:.0f} s", flush=True)
 
     u, kn, same = per_seed["uniform"], per_seed["knapsack"], per_seed["knapsack-same-pool"]
+    up = per_seed["uniform-pool"]
     gain = np.array(kn["sample_share"]) / np.array(u["sample_share"]) - 1
     prompt_gain = np.array(kn["prompt_share"]) / np.array(u["prompt_share"]) - 1
     same_gain = np.array(same["sample_share"]) / np.array(u["sample_share"]) - 1
@@ -171,13 +179,21 @@ def main() -> None:
     result = {
         "informative_prompts_per_step_difference": t_interval(informative_gain),
         "informative_prompts_per_step_difference_same_pool": t_interval(informative_gain_same),
+        "informative_prompts_per_step_uniform_pool": t_interval(up["informative"]),
+        "informative_prompts_per_step_knapsack_minus_uniform_pool": t_interval(np.array(kn["informative"])
+                                                                               - np.array(up["informative"])),
+        "nonzero_gradient_share_uniform_pool": t_interval(up["sample_share"]),
+        "held_out_pass_at_1_knapsack_minus_uniform_pool": interval(method_difference(np.array(kn["pass1"]),
+                                                                                     np.array(up["pass1"]))),
+        f"held_out_pass_at_{args.k}_knapsack_minus_uniform_pool": interval(method_difference(
+            np.array(kn["passk"]), np.array(up["passk"]))),
         "setting": {"commit": commit(), "lr": args.lr, "prior_strength": args.prior_strength,
                     "min_n": knapsack_config.samples_min_n, "max_n": knapsack_config.samples_max_n,
                     "task": "arith", "task_options": [f"size={args.size}", *TASK_OPTIONS], "model": "tiny (SFT base, "
                     f"{args.base_steps} steps)", "objective": args.objective, "steps": args.steps,
                     "batch_prompts": args.batch_prompts, "n": args.n, "samples_per_step": args.batch_prompts * args.n,
                     "candidate_prompts": pool, "prompts_drawn_per_step": {"uniform": args.batch_prompts,
-                    "knapsack": pool, "knapsack-same-pool": args.batch_prompts}, "seeds": args.seeds,
+                    "knapsack": pool, "knapsack-same-pool": args.batch_prompts, "uniform-pool": pool}, "seeds": args.seeds,
                     "eval_n": args.eval_n,
                     "held_out_problems": 100, "k": args.k},
         "nonzero_gradient_share_uniform": t_interval(u["sample_share"]),

@@ -1,15 +1,16 @@
-"""The knapsack allocation on a simulated policy: where its default prior comes from. Prints JSON last.
+"""The knapsack allocation on a simulated policy, against uniform allocation and priors. Prints JSON last.
 
 Each training prompt of the embedded default (``benchmarks/rollouts.py``) gets a success rate measured from the SFT
 base with ``--measure-n`` samples; then steps are simulated from those rates (outcomes drawn as Bernoulli trials, no
-training): uniform allocation (batch_prompts × n) against the knapsack allocation of the same budget, over a pool of
-``--candidate-prompts`` prompts and over uniform's own prompts (same pool), through the trainer's own ``allocate``
+training): uniform allocation (batch_prompts × n), uniform over the pool (its ``--candidate-prompts`` prompts with
+the budget's even share each), and the knapsack allocation of the same budget over that pool and over uniform's own
+prompts (same pool), through the trainer's own ``allocate``
 and ``SuccessHistory``, at several priors (0: empirical Bayes, the trainer's default; > 0: pseudo-samples centred on
 the pooled rate). ``--drift`` moves every prompt's rate by that much in logits per step, as a policy that learns
 does, so that the history goes stale. Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group
 not all-equal) per step, the quantity the allocation maximises in expectation, and the share of samples in such
-groups (Knapsack RL's effective-gradient ratio, which any uneven allocation raises). It isolates the allocation from
-learning: cheap, and a guide for the defaults only.
+groups (Knapsack RL's effective-gradient ratio, which any uneven allocation raises), each with a t interval over
+seeds. It isolates the allocation from learning: cheap, and a guide for the defaults only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from scipy.special import expit, logit
 from infertune.train import TrainConfig, Trainer
 from infertune.train.allocation import SuccessHistory, allocate
 
-from rollouts import TASK_OPTIONS, base_model, commit  # noqa: E402  (benchmarks/ is the script's own folder)
+from rollouts import TASK_OPTIONS, base_model, commit, t_interval  # noqa: E402  (benchmarks/ is the script's own folder)
 
 
 def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prompts: int, n: int, pool: int,
@@ -39,9 +40,12 @@ def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prom
     for step in range(steps):
         rates = expit(base_logits + drift * step) if drift else p
         draw = np.random.default_rng([seed, step])
-        chosen = draw.choice(p.size, size=pool if arm == "knapsack" else batch_prompts, replace=False)
+        chosen = draw.choice(p.size, size=pool if arm in ("knapsack", "uniform-pool") else batch_prompts,
+                             replace=False)
         if arm == "uniform":
             sizes = np.full(batch_prompts, n)
+        elif arm == "uniform-pool":
+            sizes = np.full(pool, batch_prompts * n // pool)
         else:
             sizes = allocate([ids[i] for i in chosen], history, objective="grpo", k=1, budget=batch_prompts * n,
                              min_n=2, max_n=4 * n, prior_strength=strength)
@@ -82,10 +86,10 @@ def main() -> None:
         def mean_over_seeds(arm: str, strength: float) -> dict:
             runs = np.array([simulate(p, arm=arm, strength=strength, drift=drift, seed=s, **common)
                              for s in range(args.seeds)])
-            return {"informative_prompts_per_step": float(runs[:, 0].mean()),
-                    "nonzero_gradient_share": float(runs[:, 1].mean())}
+            return {"informative_prompts_per_step": t_interval(runs[:, 0]),
+                    "nonzero_gradient_share": t_interval(runs[:, 1])}
 
-        row = {"uniform": mean_over_seeds("uniform", 0.0)}
+        row = {"uniform": mean_over_seeds("uniform", 0.0), "uniform-pool": mean_over_seeds("uniform-pool", 0.0)}
         for arm in ("knapsack", "knapsack-same-pool"):
             row[arm] = {str(strength): mean_over_seeds(arm, strength) for strength in args.strengths}
         results[str(drift)] = row

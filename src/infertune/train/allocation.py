@@ -16,15 +16,17 @@ information-gain factor p(1 − p)²; here the value is what the objective itsel
 Estimator of the success rate: a Beta posterior per prompt; the data are the prompt's successes and trials at its
 latest visit (as the paper uses the previous epoch's rollouts: the policy drifts, so older visits are stale), and an
 unseen prompt gets the prior. The prior is fitted to the run by empirical Bayes (the default, ``prior_strength`` =
-0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's latest visit, so its spread is
-the spread of success rates across this run's prompts. A fixed prior, Beta(μs, (1 − μ)s) with μ the pooled
-success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it was the default until a frozen-policy
-simulation (benchmarks/rollouts_simulated.py) showed why it misleads when each prompt has been seen once or twice:
-with μ ≈ 0.06 and s = 1 the prior is Beta(0.06, 0.94), U-shaped, so a prompt seen 0 of 8 times is written off as
-p ≈ 0 although such prompts' true rates sit near 0.03, and reallocating over the same prompts then found fewer
-prompts with a gradient than uniform allocation did. Instead of plugging in a point estimate, the value is averaged
-over the posterior predictive: C ~ BetaBinomial(n, α, β), so an uncertain prompt is worth less than one known to sit
-near p = 1/2, and an unseen prompt is never written off.
+0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's latest visit, so that its spread
+estimates the spread of success rates across this run's prompts (within the bounds below). A fixed prior,
+Beta(μs, (1 − μ)s) with μ the pooled success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it
+was the default until a benchmark run showed how it misleads when each prompt has been seen once or twice: with
+μ ≈ 0.06 and s = 1 the prior is Beta(0.06, 0.94), U-shaped, so a prompt seen 0 of 8 times is written off as p ≈ 0,
+and reallocating over uniform's own prompts then found fewer prompts with a gradient than uniform did
+(benchmarks/rollouts.py; README). The fitted prior was not measured best: in the frozen-policy simulation
+(benchmarks/rollouts_simulated.py) a 16-pseudo-sample prior did as well or slightly better. It is the default
+because it is an estimate from the run rather than a setting. Instead of plugging in a point estimate, the value is
+averaged over the posterior predictive: C ~ BetaBinomial(n, α, β), so an uncertain prompt is worth less than one
+known to sit near p = 1/2.
 
 The allocation is a multiple-choice knapsack, solved exactly by dynamic programming over the budget: every prompt
 takes 0 samples (skipped) or between ``min_n`` and ``max_n``, and the total is exactly B. It depends only on the
@@ -134,30 +136,39 @@ def solve(values, budget: int, min_n: int) -> np.ndarray:
 
 
 EMPIRICAL_PRIOR_MIN_PROMPTS = 8
-# The fitted prior's mean stays inside the pooled estimate's clip and its strength (α₀ + β₀) inside these bounds: a run
-# whose prompts all failed (or all succeeded) has a likelihood that keeps rising as the prior collapses onto 0 or 1.
+FALLBACK_PRIOR_STRENGTH = 2.0  # before that many prompts were seen: the pooled rate with 2 pseudo-samples
+# The fitted prior's mean stays inside FITTED_MEAN_BOUNDS and its strength (α₀ + β₀) inside PRIOR_STRENGTH_BOUNDS: a
+# run whose prompts all failed (or all succeeded) has a likelihood that keeps rising as the prior collapses onto 0 or
+# 1. The bounds are where the fit stops, and they show in the allocation: prompts that vary less than binomial
+# sampling would (say 8 prompts seen 1 of 8 times each) fit the upper strength bound, a prior so strong that every
+# prompt is treated alike and the allocation ignores their histories; prompts seen all-wrong or all-right and
+# nothing between fit the lower one, a U-shaped prior that trusts each prompt's own visit.
+FITTED_MEAN_BOUNDS = (1e-4, 1 - 1e-4)
 PRIOR_STRENGTH_BOUNDS = (0.1, 1000.0)
 
 
 def fit_beta_prior(successes, trials) -> tuple[float, float]:
-    """(α₀, β₀) maximising Σ_j log BetaBinomial(successes_j | trials_j, α₀, β₀), over mean μ in [0.01, 0.99] and
-    strength α₀ + β₀ in ``PRIOR_STRENGTH_BOUNDS`` (the binomial coefficients do not depend on the prior)."""
+    """(α₀, β₀) maximising Σ_j log BetaBinomial(successes_j | trials_j, α₀, β₀), over mean μ in ``FITTED_MEAN_BOUNDS``
+    and strength α₀ + β₀ in ``PRIOR_STRENGTH_BOUNDS`` (the binomial coefficients do not depend on the prior); the
+    optimiser's answer is kept only if its likelihood is at least the starting point's (pooled mean, strength 2)."""
     s = np.asarray(successes, dtype=np.float64)
     t = np.asarray(trials, dtype=np.float64)
     if s.shape != t.shape or s.size == 0 or np.any(t < 1) or np.any(s < 0) or np.any(s > t):
         raise ValueError("fit_beta_prior: expected matching non-empty arrays, 0 <= successes <= trials, trials >= 1")
-    mu0 = float(np.clip(s.sum() / t.sum(), 0.01, 0.99))
-    low, high = np.log(PRIOR_STRENGTH_BOUNDS)
+    lowest, highest = FITTED_MEAN_BOUNDS
+    mu0 = float(np.clip(s.sum() / t.sum(), lowest, highest))
 
     def negative_log_likelihood(x) -> float:
         mu, strength = expit(x[0]), np.exp(x[1])
         a, b = mu * strength, (1 - mu) * strength
         return float(-(betaln(s + a, t - s + b) - betaln(a, b)).sum())
 
-    logit = np.log([0.01 / 0.99, 0.99 / 0.01])
+    bounds = [tuple(np.log([lowest / (1 - lowest), highest / (1 - highest)])), tuple(np.log(PRIOR_STRENGTH_BOUNDS))]
     start = np.array([np.log(mu0 / (1 - mu0)), np.log(2.0)])
-    best = minimize(negative_log_likelihood, start, method="L-BFGS-B", bounds=[tuple(logit), (low, high)])
-    mu, strength = float(expit(best.x[0])), float(np.exp(best.x[1]))
+    best = minimize(negative_log_likelihood, start, method="L-BFGS-B", bounds=bounds).x
+    if negative_log_likelihood(best) > negative_log_likelihood(start):
+        best = start
+    mu, strength = float(expit(best[0])), float(np.exp(best[1]))
     return mu * strength, (1 - mu) * strength
 
 
@@ -183,12 +194,13 @@ class SuccessHistory:
     def prior(self, prior_strength: float) -> tuple[float, float]:
         """(α₀, β₀): fitted by empirical Bayes when ``prior_strength`` is 0 (module docstring), else centred on the
         pooled rate with ``prior_strength`` pseudo-samples. Before ``EMPIRICAL_PRIOR_MIN_PROMPTS`` prompts have been
-        seen the empirical prior has too little to fit and is the pooled one with one pseudo-sample."""
+        seen the empirical prior has too little to fit and is the pooled one with ``FALLBACK_PRIOR_STRENGTH``
+        pseudo-samples (Beta(1, 1) before any visit)."""
         mu = self.prior_mean()
         if prior_strength > 0:
             return mu * prior_strength, (1 - mu) * prior_strength
         if len(self.latest) < EMPIRICAL_PRIOR_MIN_PROMPTS:
-            return mu, 1 - mu
+            return mu * FALLBACK_PRIOR_STRENGTH, (1 - mu) * FALLBACK_PRIOR_STRENGTH
         successes, trials = np.array(list(self.latest.values())).T
         return fit_beta_prior(successes, trials)
 

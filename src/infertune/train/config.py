@@ -6,6 +6,7 @@ command line flattens both into one option per field.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class RolloutRecipe:
             raise ValueError("candidate_prompts, min_n and max_n must be >= 0 (0: the default)")
         if self.allocation == "uniform" and (self.candidate_prompts or self.min_n or self.max_n):
             raise ValueError("candidate_prompts, min_n and max_n apply to --allocation knapsack only")
-        if self.prior_strength < 0:
+        if not math.isfinite(self.prior_strength) or self.prior_strength < 0:
             raise ValueError(f"prior_strength must be >= 0 (0: fitted by empirical Bayes), got {self.prior_strength}")
         if not 0 < self.min_temperature <= self.max_temperature or self.temperature_step <= 0:
             raise ValueError("need 0 < min_temperature <= max_temperature and temperature_step > 0")
