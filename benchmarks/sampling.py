@@ -20,7 +20,11 @@ the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (ti
 FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With
 ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
 workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
-the load average before and after it. Prints a JSON list as its last line.
+the load average before and after it, and ``linears_only_tokens_per_s``: the rate if a decoding step of its
+``decode_rows`` rows did nothing but the model's linear layers (a step of 32 rows multiplies thin matrices, which run
+well below the many-row rate the limit is computed from, so this bounds ``fraction_of_limit`` at that batch size).
+``smollm2-many-prompts`` decodes ``--many-prompts`` prompts of n samples together, as an evaluation over many
+prompts does (no generate baseline: it would take minutes per round). Prints a JSON list as its last line.
 """
 
 from __future__ import annotations
@@ -90,6 +94,26 @@ def matmul_flops(model, reps: int = 5) -> dict:
     return {"square": square, "model_shapes": shaped}
 
 
+def linears_only_tokens_per_s(model, rows: int, reps: int = 3) -> float:
+    """Tokens/s if a decoding step with ``rows`` rows did nothing but the model's linear layers (the output head
+    included), at fp32 on this machine: the ceiling the matrix products alone set at that batch size. A step of a
+    few rows multiplies thin matrices, which run far below the many-row peak the limit is computed from."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
+
+    def run() -> None:
+        for m in linears:
+            torch.nn.functional.linear(inputs[m.in_features], m.weight)
+
+    run()
+    fastest = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        run()
+        fastest = min(fastest, time.perf_counter() - t)
+    return rows / fastest
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -156,7 +180,11 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
         row["copy_tokens_per_s"] = round(tokens["copy"] / seconds["copy"], 1)
     if with_copy:
         row["copy_seconds"] = round(seconds["copy"], 2)
+    rows = prompts_count * n
+    ceiling = linears_only_tokens_per_s(model, rows)
     row.update(limit_tokens_per_s=round(limit, 1), fraction_of_limit=round(ours / limit, 3),
+               linears_only_tokens_per_s=round(ceiling, 1), linears_only_fraction_of_limit=round(ceiling / limit, 3),
+               decode_rows=rows,
                ours_decode_tokens_per_s=round(decode, 1), prompt_pass_seconds=round(prefill, 3),
                attention=sampler.attention, parameters=params_count, prompts=prompts_count, n=n,
                prompt_tokens=prompt_tokens, new_tokens=new_tokens, rounds=rounds,
@@ -193,6 +221,8 @@ def main() -> None:
     parser.add_argument("--long-prompt-tokens", type=int, default=2048, help="0: no long-prefix row")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--llama-cpp-python", default="", help="a Python interpreter with llama-cpp-python")
+    parser.add_argument("--many-prompts", type=int, default=8,
+                        help="SmolLM2 row with this many prompts decoded together (n rows each; 0: no such row)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     sizes = {"tiny": (4, 3), "smollm2": (1, 2)}  # (prompts, rounds): SmolLM2's generate baseline is slow on a CPU
@@ -213,6 +243,12 @@ def main() -> None:
             long["long_prefix_decode_retention"] = round(
                 long["ours_decode_tokens_per_s"] / row["ours_decode_tokens_per_s"], 3)
             results.append(long)
+        if spec == "smollm2" and args.many_prompts:
+            # An evaluation over many prompts decodes several of them together (up to the sampler's max_rows).
+            many = bench(loaded, spec, args.many_prompts, 1, args.n, args.prompt_tokens, args.new_tokens, peak,
+                         with_generate=False)
+            many["model"] = "smollm2-many-prompts"
+            results.append(many)
         if spec == "smollm2" and args.llama_cpp_python:
             prompt = make_prompts(loaded.tokenizer, 1, args.prompt_tokens)[0]
             results.append(llama_cpp_row(args.llama_cpp_python, prompt, args.n, args.new_tokens, rounds,
