@@ -28,11 +28,13 @@ seed, averaged with a t interval (paired by seed), and ``relative_gain_same_pool
 ``nonzero_prompt_share_*`` counts prompts instead of samples (the two agree under uniform allocation; knapsack over
 the larger pool also spreads part of the budget thinly over more prompts, which lowers the share of prompts but not
 their number; over the same pool it can only concentrate samples or skip a prompt) and
-``informative_prompts_per_step_*`` counts them. The share of samples rises with any uneven allocation, informed or
-not (8 prompts at p = 0.056 given 4 x 14 + 4 x 2 samples instead of 8 x 8 raise it from 0.37 to 0.50 with fewer
-prompts that have a gradient), so the headline that cannot be inflated is the paired difference in prompts with a
-gradient per step, ``informative_prompts_per_step_difference`` (knapsack − uniform, per seed, t interval over seeds)
-and ``..._same_pool``. Held-out pass@1 and pass@k are measured on the held-out problems with
+``informative_prompts_per_step_*`` counts them. At low success rates the share of samples rises with any uneven
+allocation, informed or not (8 prompts at p = 0.056 given 4 x 14 + 4 x 2 samples instead of 8 x 8 raise it from
+0.37 to 0.50 with fewer prompts that have a gradient), and spreading samples thinly lowers it, so the count is the
+figure to read: ``informative_prompts_per_step_difference`` (knapsack − uniform, per seed, t interval over seeds)
+also grows with the pool's size alone, and ``informative_prompts_per_step_knapsack_minus_uniform_pool`` (knapsack −
+uniform over the same draw of the pool) is the allocation's own contribution; ``..._difference_same_pool`` compares
+reallocation over uniform's own prompts. Held-out pass@1 and pass@k are measured on the held-out problems with
 ``--eval-n`` samples each, with method-level intervals over seeds and problems
 (``infertune.estimators.method_interval``; differences paired by problem).
 """

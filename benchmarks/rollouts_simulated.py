@@ -2,15 +2,15 @@
 
 Each training prompt of the embedded default (``benchmarks/rollouts.py``) gets a success rate measured from the SFT
 base with ``--measure-n`` samples; then steps are simulated from those rates (outcomes drawn as Bernoulli trials, no
-training): uniform allocation (batch_prompts × n), uniform over the pool (its ``--candidate-prompts`` prompts with
-the budget's even share each), and the knapsack allocation of the same budget over that pool and over uniform's own
-prompts (same pool), through the trainer's own ``allocate``
-and ``SuccessHistory``, at several priors (0: empirical Bayes, the trainer's default; > 0: pseudo-samples centred on
-the pooled rate). ``--drift`` moves every prompt's rate by that much in logits per step, as a policy that learns
-does, so that the history goes stale. Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group
-not all-equal) per step, the quantity the allocation maximises in expectation, and the share of samples in such
-groups (Knapsack RL's effective-gradient ratio, which any uneven allocation raises), each with a t interval over
-seeds. It isolates the allocation from learning: cheap, and a guide for the defaults only.
+training): uniform allocation (batch_prompts × n), uniform over the pool (its ``--candidate-prompts`` prompts with the
+budget's even share each), and the knapsack allocation of the same budget over that pool and over uniform's own
+prompts (same pool), through the trainer's own ``allocate`` and ``SuccessHistory``, at several priors (0: empirical
+Bayes, the trainer's default; > 0: pseudo-samples centred on the pooled rate). ``--drifts`` move every prompt's rate
+by that much in logits per step, as a learning policy's might, so that the history goes stale. Figures, averaged over
+steps and seeds: prompts with a GRPO gradient (a group not all-equal) per step, the quantity the allocation maximises
+in expectation, and the share of samples in such groups (Knapsack RL's effective-gradient ratio, which uneven
+allocation raises at low success rates), each with a t interval over seeds. It isolates the allocation from learning:
+cheap, and a guide for the defaults only.
 """
 
 from __future__ import annotations

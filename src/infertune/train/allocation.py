@@ -21,8 +21,8 @@ estimates the spread of success rates across this run's prompts (within the boun
 Beta(μs, (1 − μ)s) with μ the pooled success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it
 was the default until a benchmark run showed how it misleads when each prompt has been seen once or twice: with
 μ ≈ 0.06 and s = 1 the prior is Beta(0.06, 0.94), U-shaped, so a prompt seen 0 of 8 times is written off as p ≈ 0,
-and reallocating over uniform's own prompts then found fewer prompts with a gradient than uniform did
-(benchmarks/rollouts.py; README). The fitted prior was not measured best: in the frozen-policy simulation
+and reallocating over uniform's own prompts then found fewer prompts with a gradient than uniform did in the mean
+(−0.18 per step, interval −0.44..+0.08: not detected; benchmarks/rollouts.py; README). The fitted prior was not measured best: in the frozen-policy simulation
 (benchmarks/rollouts_simulated.py) a 16-pseudo-sample prior did as well or slightly better. It is the default
 because it is an estimate from the run rather than a setting. Instead of plugging in a point estimate, the value is
 averaged over the posterior predictive: C ~ BetaBinomial(n, α, β), so an uncertain prompt is worth less than one
