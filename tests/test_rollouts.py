@@ -199,7 +199,7 @@ def test_empirical_prior_tells_prompts_apart_when_their_rates_differ():
     chosen = ids[:8]  # q0, q2, q4, q6 seen 0 of 8; q1, q3, q5, q7 seen 3 of 8
     sizes = allocate(chosen, history, objective="grpo", k=1, budget=48, min_n=2, max_n=32, prior_strength=0.0)
     assert sizes.sum() == 48
-    assert sizes[1::2].min() > sizes[0::2].max()
+    assert sizes[1::2].min() > sizes[0::2].max() and sizes[0::2].min() > 0
 
 
 # -- unbiasedness with a different n per prompt, by enumeration ------------------------------------------------------

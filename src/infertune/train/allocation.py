@@ -17,16 +17,17 @@ Estimator of the success rate: a Beta posterior per prompt; the data are the pro
 latest visit (as the paper uses the previous epoch's rollouts: the policy drifts, so older visits are stale), and an
 unseen prompt gets the prior. The prior is fitted to the run by empirical Bayes (the default, ``prior_strength`` =
 0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's latest visit, so that its spread
-estimates the spread of success rates across this run's prompts (within the bounds below). A fixed prior,
-Beta(μs, (1 − μ)s) with μ the pooled success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it
-was the default until a benchmark run showed how it misleads when each prompt has been seen once or twice: with
-μ ≈ 0.06 and s = 1 the prior is Beta(0.06, 0.94), U-shaped, so a prompt seen 0 of 8 times is written off as p ≈ 0,
-and reallocating over uniform's own prompts then found fewer prompts with a gradient than uniform did in the mean
-(−0.18 per step, interval −0.44..+0.08: not detected; benchmarks/rollouts.py; README). The fitted prior was not measured best: in the frozen-policy simulation
-(benchmarks/rollouts_simulated.py) a 16-pseudo-sample prior did as well or slightly better. It is the default
-because it is an estimate from the run rather than a setting. Instead of plugging in a point estimate, the value is
-averaged over the posterior predictive: C ~ BetaBinomial(n, α, β), so an uncertain prompt is worth less than one
-known to sit near p = 1/2.
+estimates the spread of success rates across this run's prompts (within the bounds below). A fixed prior, Beta(μs,
+(1 − μ)s) with μ the pooled success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it was the
+default until a benchmark run showed how it misleads when each prompt has been seen once or twice: with μ ≈ 0.06 and
+s = 1 the prior is Beta(0.06, 0.94), U-shaped, so a prompt seen 0 of 8 times is written off as p ≈ 0, and
+reallocating over uniform's own prompts then found fewer prompts with a gradient than uniform did in the mean (−0.18
+per step, interval −0.44..+0.08: not detected; benchmarks/rollouts.py; README). The fitted prior was not measured
+best: in the frozen-policy simulation (benchmarks/rollouts_simulated.py) a 16-pseudo-sample prior did as well or
+better (clearly better over a larger pool with drifting rates), and no prior made the allocation clearly better than
+uniform allocation over the same prompts. It is the default because it is an estimate from the run rather than a setting. Instead of plugging
+in a point estimate, the value is averaged over the posterior predictive: C ~ BetaBinomial(n, α, β), so an uncertain
+prompt is worth less than one known to sit near p = 1/2.
 
 The allocation is a multiple-choice knapsack, solved exactly by dynamic programming over the budget: every prompt
 takes 0 samples (skipped) or between ``min_n`` and ``max_n``, and the total is exactly B. It depends only on the
