@@ -73,16 +73,21 @@ def generated_tokens(rows: torch.Tensor, eos_ids: list[int]) -> int:
     return total
 
 
+def fastest_seconds(fn, reps: int) -> float:
+    """The fastest of ``reps`` timed calls of ``fn``, after one untimed warm-up call."""
+    fn()
+    fastest = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        fastest = min(fastest, time.perf_counter() - t)
+    return fastest
+
+
 def matmul_flops(model, reps: int = 5) -> dict:
     """Best fp32 matmul FLOP/s: a 2048-square product, and the model's weight shapes against 2048 rows."""
     def best(fn) -> float:
-        fn()
-        fastest = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            fastest = min(fastest, time.perf_counter() - t)
-        return fastest
+        return fastest_seconds(fn, reps)
 
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     square = 2 * 2048**3 / best(lambda: a @ b)
@@ -105,13 +110,7 @@ def linears_only_tokens_per_s(model, rows: int, reps: int = 3) -> float:
         for m in linears:
             torch.nn.functional.linear(inputs[m.in_features], m.weight)
 
-    run()
-    fastest = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        run()
-        fastest = min(fastest, time.perf_counter() - t)
-    return rows / fastest
+    return rows / fastest_seconds(run, reps)
 
 
 def load_average() -> list[float]:
