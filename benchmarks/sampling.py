@@ -86,16 +86,14 @@ def fastest_seconds(fn, reps: int) -> float:
 
 def matmul_flops(model, reps: int = 5) -> dict:
     """Best fp32 matmul FLOP/s: a 2048-square product, and the model's weight shapes against 2048 rows."""
-    def best(fn) -> float:
-        return fastest_seconds(fn, reps)
-
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    square = 2 * 2048**3 / best(lambda: a @ b)
+    square = 2 * 2048**3 / fastest_seconds(lambda: a @ b, reps)
     shapes = sorted({tuple(m.weight.shape) for m in model.modules() if isinstance(m, torch.nn.Linear)})
     inputs = {k: torch.randn(2048, k) for _, k in shapes}
     weights = [torch.randn(out, k) for out, k in shapes]
     flops = sum(2 * 2048 * w.numel() for w in weights)
-    shaped = flops / best(lambda: [torch.nn.functional.linear(inputs[w.shape[1]], w) for w in weights])
+    shaped = flops / fastest_seconds(lambda: [torch.nn.functional.linear(inputs[w.shape[1]], w) for w in weights],
+                                    reps)
     return {"square": square, "model_shapes": shaped}
 
 
