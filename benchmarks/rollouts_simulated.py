@@ -26,7 +26,7 @@ from scipy.special import expit, logit
 from infertune.train import TrainConfig, Trainer
 from infertune.train.allocation import SuccessHistory, allocate
 
-from rollouts import TASK_OPTIONS, base_model, commit, t_interval  # noqa: E402  (benchmarks/ is the script's own folder)
+from rollouts import TASK_OPTIONS, base_model, commit, t_interval  # noqa: E402  (the script's own folder)
 
 
 def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prompts: int, n: int, pool: int,
