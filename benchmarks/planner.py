@@ -10,8 +10,9 @@ token, lookahead rollouts and re-read revision contexts; difficulty predicted fr
 with the never-worse guard.
 
 Prints a JSON object as its last line: efficiency_ratio at --budget (the compute uniform Best-of-N needs to match
-the plan, divided by the plan's real spend), its bootstrap interval over prompts, the ratio for every budget of the
-curve, the accuracy of each method family and the quality of the verifiers, with the machine's load.
+the plan, divided by the plan's real spend), its bootstrap interval over prompts (each resample re-runs the whole
+cross-validated plan, guard included), the ratio for every budget of the curve, the accuracy of each method family
+and the quality of the verifiers, with the machine's load.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def main() -> None:
     parser.add_argument("--prm-steps", type=int, default=1500)
     parser.add_argument("--no-search", action="store_true")
     parser.add_argument("--no-revisions", action="store_true")
+    parser.add_argument("--bootstrap", type=int, default=400,
+                        help="Resamples of the ratio's interval, each re-running the whole cross-validated plan.")
     parser.add_argument("--out", default=None, help="Run folder (default: in the cache, per split)")
     args = parser.parse_args()
     started, load_start = time.perf_counter(), os.getloadavg()
@@ -83,7 +86,8 @@ def main() -> None:
                         search_runs=args.search_runs, search_select=args.search_select, max_steps=8,
                         max_step_tokens=16,
                         revision_model=None if args.no_revisions else str(reviser), chains=args.chains,
-                        attempts=args.attempts, window=args.window, score_with=verifiers)
+                        attempts=args.attempts, window=args.window, score_with=verifiers,
+                        bootstrap=args.bootstrap)
     result = plan_run(store, config, log=print)
     # For context only: the same plan with oracle difficulty (pass@1 from the rewards), which no new prompt has.
     oracle = plan_run(store, replace(config, difficulty="oracle", curve=[]), log=print).result
@@ -117,7 +121,7 @@ def main() -> None:
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
         "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "prompts": len(problems),
         "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},
-        "seconds": round(time.perf_counter() - started, 1), "seconds_sampling_pool": round(sampled, 1),
+        "bootstrap_resamples": args.bootstrap, "seconds": round(time.perf_counter() - started, 1), "seconds_sampling_pool": round(sampled, 1),
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
     }, default=float))

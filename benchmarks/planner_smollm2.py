@@ -38,11 +38,14 @@ def main() -> None:
     parser.add_argument("--prm-prompts", type=int, default=12)
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--task-option", action="append", default=None,
+                        help=f"Options of {TASK}, repeatable (default: {' '.join(OPTIONS)}).")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    options = args.task_option or OPTIONS
     started, load_start = time.perf_counter(), os.getloadavg()
-    out = Path(args.out or cache_dir() / "planner-smollm2")
-    task = load(TASK, **{k: int(v) for k, v in (o.split("=") for o in OPTIONS)})
+    out = Path(args.out or cache_dir() / ("planner-smollm2" + ("" if options == OPTIONS else "-" + "-".join(options))))
+    task = load(TASK, **{k: int(v) for k, v in (o.split("=") for o in options)})
     train, held_out = split_problems(task, args.prompts)
     plan_prompts = held_out[: args.prompts]  # the plan is applied to new prompts: the generator's seed 1
 
@@ -59,7 +62,7 @@ def main() -> None:
     print(f"PRM fitted ({time.perf_counter() - started:.0f} s)", flush=True)
 
     run = out / "run"
-    sample_run(SampleConfig(task=TASK, task_option=OPTIONS, model="smollm2", n=args.n, temperatures=[0.7],
+    sample_run(SampleConfig(task=TASK, task_option=options, model="smollm2", n=args.n, temperatures=[0.7],
                             max_new_tokens=args.max_new_tokens, out=str(run), batch_prompts=4),
                only={p.id for p in plan_prompts}, task=task)
     verifiers = [f"prm={prm_dir}"]
@@ -79,12 +82,12 @@ def main() -> None:
     from infertune.workflows import EvalRunConfig, eval_run
 
     applied = out / "applied"
-    outcome = eval_run(EvalRunConfig(task=TASK, task_option=OPTIONS + ["seed=1"], model="smollm2", out=str(applied),
+    outcome = eval_run(EvalRunConfig(task=TASK, task_option=options + ["seed=1"], model="smollm2", out=str(applied),
                                      max_new_tokens=args.max_new_tokens, plan=str(paths["plan"]),
                                      verifier=verifiers, batch_prompts=4, limit=args.prompts))
     r = result.result
     print(json.dumps({
-        "model": "SmolLM2-135M-Instruct (chat template)", "task": TASK, "task_options": OPTIONS,
+        "model": "SmolLM2-135M-Instruct (chat template)", "task": TASK, "task_options": options,
         "plan_prompts": len(plan_prompts), "n": args.n, "mean_steps_per_answer": sum(steps) / max(1, len(steps)),
         "prm_auc_by_step": quality["auc_by_step"], "prm_prefixes": quality["prefixes"],
         "strategies": result.strategies, "adaptive_accuracy": r.adaptive_accuracy,

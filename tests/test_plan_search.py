@@ -48,7 +48,7 @@ def test_plan_runs_search_and_revisions_into_stores_and_values_them(setup):
     config = PlanConfig(budget=6, curve=[6], bins=2, folds=3, probe_samples=1, verifier="prm", prm=str(root / "prm"),
                         search_budgets=[2], width=2, lookahead=1, lookahead_budgets=[2], search_runs=2, max_steps=3,
                         max_step_tokens=4, revision_model=str(root / "reviser"), chains=2, attempts=2,
-                        score_with=[f"prm={root / 'prm'}"])
+                        score_with=[f"prm={root / 'prm'}"], bootstrap=50)
     result = plan_run(SampleStore(run), config)
     described = result.strategies
     assert {"parallel", "beam", "lookahead", "revise"} <= set(described)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import asdict
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_cross_validation_never_fits_on_a_prompts_own_fold(monkeypatch):
 
     monkeypatch.setattr(plan_module, "_fit", recording_fit)
     folds, inner = 5, 4
-    plan(table, hardness, budget=3, folds=folds, seed=7, inner_folds=inner)
+    plan(table, hardness, budget=3, folds=folds, seed=7, inner_folds=inner, resamples=0)
     fold_of = np.random.default_rng(7).permutation(len(hardness)) % folds
     for f in range(folds):
         group = calls[f * (inner + 1) : (f + 1) * (inner + 1)]
@@ -80,19 +81,19 @@ def test_cross_validation_never_fits_on_a_prompts_own_fold(monkeypatch):
 
 def test_a_prompts_own_values_do_not_change_its_strategy():
     table, hardness = _table()
-    base = plan(table, hardness, budget=3, folds=5, seed=1)
+    base = plan(table, hardness, budget=3, folds=5, seed=1, resamples=0)
     fold_of = np.random.default_rng(1).permutation(len(hardness)) % 5
     target = np.flatnonzero(fold_of == 0)
     poisoned = StrategyTable(table.strategies, table.values.copy(), table.prompt_ids)
     poisoned.values[target] = np.random.default_rng(3).random((target.size, len(table.strategies)))
-    again = plan(poisoned, hardness, budget=3, folds=5, seed=1)
+    again = plan(poisoned, hardness, budget=3, folds=5, seed=1, resamples=0)
     # What fold 0 scores changed; the strategies fold 0 was given, chosen from the other folds, did not.
     np.testing.assert_array_equal(again.assignments[target], base.assignments[target])
 
 
 def test_adaptive_plan_spends_on_hard_prompts_and_beats_uniform():
     table, hardness = _table(400)
-    result = plan(table, hardness, budget=3, folds=5, seed=0)
+    result = plan(table, hardness, budget=3, folds=5, seed=0, resamples=100)
     ns = [s["n"] for s in result.spec["strategies"]]
     assert ns == sorted(ns) and ns[0] < ns[-1]  # harder bins get more samples
     assert result.adaptive_accuracy > result.uniform_accuracy
@@ -122,10 +123,10 @@ def test_plan_on_a_synthetic_run_end_to_end(tmp_path):
     table = planner.strategy_table(samples)
     assert {s.rule for s in table.strategies} == {"maj", "bon:orm", "bon:confidence", "wmaj:orm", "wmaj:confidence"}
     hardness = planner.difficulty(samples, "predicted", "orm")
-    result = plan(table, hardness, budget=4, bins=3, folds=4)
+    result = plan(table, hardness, budget=4, bins=3, folds=4, resamples=0)
     assert 0 < result.adaptive_accuracy <= 1 and len(result.spec["strategies"]) == 3
     with pytest.raises(ValueError, match="below the cheapest"):
-        plan(table, hardness, budget=0.5, bins=3, folds=4)
+        plan(table, hardness, budget=0.5, bins=3, folds=4, resamples=0)
 
 
 def test_plan_command_prints_the_table_ratio_and_writes_the_plan(tmp_path):
@@ -139,7 +140,7 @@ def test_plan_command_prints_the_table_ratio_and_writes_the_plan(tmp_path):
     too_small = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--verifier", "orm"])
     assert too_small.exit_code == 2 and "probe samples" in too_small.output
     result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "4", "--bins", "3", "--folds", "4",
-                                      "--verifier", "orm", "--probe-samples", "2", "--curve", "4", "--curve", "8"],
+                                      "--verifier", "orm", "--probe-samples", "2", "--curve", "4", "--curve", "8", "--bootstrap", "20"],
                                 env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "cross-validated accuracy: adaptive" in result.output and "co-scaling fit" in result.output
@@ -164,8 +165,8 @@ def test_probe_samples_are_counted_in_the_budget_and_the_ratio():
     table, hardness = _table(400)
     costs = planner.strategy_costs(table, (1.0, 2))
     assert costs.tolist() == [3, 4, 6, 10]
-    free = plan(table, hardness, budget=6, folds=5, seed=0, guard=False)
-    probed = plan(table, hardness, budget=6, folds=5, seed=0, probe=(1.0, 2), guard=False)
+    free = plan(table, hardness, budget=6, folds=5, seed=0, guard=False, resamples=0)
+    probed = plan(table, hardness, budget=6, folds=5, seed=0, probe=(1.0, 2), guard=False, resamples=0)
     assert free.adaptive_spend <= 6 + 1e-9 and probed.adaptive_spend <= 6 + 1e-9
     spent = costs[probed.assignments].mean()
     assert probed.adaptive_spend == pytest.approx(spent)
@@ -183,7 +184,8 @@ def test_token_costs_per_prompt_are_what_the_plan_spends():
     table.costs = np.outer(length, [s.n for s in table.strategies])
     table.unit, table.unit_size = "tokens", 10.0
     probe_costs = 2 * length
-    result = plan(table, hardness, budget=5, folds=5, seed=0, probe=(1.0, 2), probe_costs=probe_costs, guard=False)
+    result = plan(table, hardness, budget=5, folds=5, seed=0, probe=(1.0, 2), probe_costs=probe_costs, guard=False,
+                  resamples=0)
     spent = (table.costs[np.arange(len(hardness)), result.assignments] + probe_costs).mean() / 10.0
     assert result.adaptive_spend == pytest.approx(spent) and result.unit == "tokens"
     assert result.uniform_curve[0][1] == pytest.approx(length.mean() / 10.0)  # Best-of-1 costs one sample
@@ -202,8 +204,8 @@ def test_the_guard_never_leaves_a_plan_worse_than_uniform_best_of_n():
     values = np.concatenate([np.tile([0.3, 0.45, 0.55, 0.6], (n_prompts, 1)),
                              (rng.random((n_prompts, 40)) < 0.35).astype(float)], axis=1)
     table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
-    unguarded = plan(table, hardness, budget=3, folds=5, seed=1, guard=False)
-    guarded = plan(table, hardness, budget=3, folds=5, seed=1)
+    unguarded = plan(table, hardness, budget=3, folds=5, seed=1, guard=False, resamples=0)
+    guarded = plan(table, hardness, budget=3, folds=5, seed=1, resamples=0)
     assert unguarded.efficiency_ratio is None or unguarded.efficiency_ratio < 1
     assert guarded.guard["plan_is_uniform"] and guarded.spec["difficulty"] == "none"
     assert guarded.spec["bin_edges"] == [] and guarded.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 3))]
@@ -222,13 +224,13 @@ def test_the_fallback_is_the_best_uniform_n_within_the_budget_not_the_largest():
     values = np.concatenate([np.tile([0.3, 0.5, 0.45, 0.4], (n_prompts, 1)),
                              (rng.random((n_prompts, 20)) < 0.2).astype(float)], axis=1)
     table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
-    result = plan(table, rng.random(n_prompts), budget=4, folds=5, seed=0)
+    result = plan(table, rng.random(n_prompts), budget=4, folds=5, seed=0, resamples=0)
     assert result.guard["plan_is_uniform"] and result.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 2))]
 
 
 def test_the_guard_keeps_a_plan_that_beats_uniform():
     table, hardness = _table(400)
-    result = plan(table, hardness, budget=3, folds=5, seed=0)
+    result = plan(table, hardness, budget=3, folds=5, seed=0, resamples=0)
     assert not result.guard["plan_is_uniform"] and result.guard["folds_uniform"] == 0
     assert result.efficiency_ratio > 1
 
@@ -294,3 +296,47 @@ def test_a_cheaper_but_less_accurate_plan_is_not_credited():
     match, ratio = efficiency(0.2, 0.8, {1: 0.3, 2: 0.4}, {1: 1.0, 2: 2.0})
     assert match == pytest.approx(2 / 3) and ratio == pytest.approx(2 / 3 / 0.8)
     assert not beats_uniform(0.2, 0.8, {1: 0.3, 2: 0.4}, {1: 1.0, 2: 2.0})
+
+
+def test_the_ratio_interval_refits_the_whole_plan_on_each_resample(monkeypatch):
+    """Each bootstrap resample re-runs every fold's fit and the guard's inner fits (the interval covers the
+    variance of the choices, not only of the prompts), and a prompt drawn more than once never sits on both sides
+    of a fold."""
+    table, hardness = _table()
+    calls = []
+    real_fit = plan_module._fit
+
+    def recording_fit(pb, train):
+        calls.append(train.copy())
+        return real_fit(pb, train)
+
+    monkeypatch.setattr(plan_module, "_fit", recording_fit)
+    folds, inner, resamples = 5, 4, 3
+    result = plan(table, hardness, budget=3, folds=folds, seed=2, inner_folds=inner, resamples=resamples)
+    per_cv = folds * (inner + 1)
+    # The cross-validation, one per resample, the unguarded one that decides the saved plan, the final fit.
+    assert len(calls) == per_cv + resamples * per_cv + folds + 1
+    for r in range(resamples):
+        outer = [Counter(train.tolist()) for train in calls[per_cv * (r + 1) : per_cv * (r + 2) : inner + 1]]
+        # A prompt drawn c times is in folds - 1 training sets with all c copies: total c (folds - 1).
+        drawn = {prompt: count // (folds - 1) for prompt, count in sum(outer, Counter()).items()}
+        assert max(drawn.values()) > 1  # the resample repeats prompts
+        for train in outer:
+            assert all(train[prompt] in (0, copies) for prompt, copies in drawn.items())
+    low, high = result.efficiency_ratio_ci
+    assert low <= result.efficiency_ratio <= high
+
+
+def test_the_refit_interval_straddles_one_when_the_plan_is_uniform_best_of_n():
+    """Noise strategies and a guard that falls back to uniform Best-of-N: the interval of a plan that is uniform
+    Best-of-N itself does not claim an efficiency either way."""
+    rng = np.random.default_rng(0)
+    n_prompts = 200
+    bon = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)]
+    noise = [Strategy(1.0, "maj", 1) for _ in range(40)]
+    values = np.concatenate([(rng.random((n_prompts, 4)) < [0.3, 0.45, 0.55, 0.6]).astype(float),
+                             (rng.random((n_prompts, 40)) < 0.35).astype(float)], axis=1)
+    table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
+    result = plan(table, rng.random(n_prompts), budget=3, folds=5, seed=1, resamples=100)
+    low, high = result.efficiency_ratio_ci
+    assert low < 1 < high or low == pytest.approx(1) == pytest.approx(high)

@@ -128,9 +128,11 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
 def _efficiency_words(ratio, interval, match, n: int, spend: float) -> str:
     if ratio is None:
         return f"uniform Best-of-N does not match it with any N <= {n} (efficiency ratio above {n / spend:.1f})"
-    lo, hi = interval if interval else (float("nan"), float("nan"))
-    return (f"uniform Best-of-N needs {match:.2f} to match it: efficiency ratio {ratio:.2f} (95% bootstrap "
-            f"interval over prompts {lo:.2f}-{hi:.2f})")
+    words = f"uniform Best-of-N needs {match:.2f} to match it: efficiency ratio {ratio:.2f}"
+    if not interval:
+        return words + " (no interval: --bootstrap 0)"
+    return words + (f" (95% bootstrap interval over prompts, the plan refitted on each resample: "
+                    f"{interval[0]:.2f}-{interval[1]:.2f})")
 
 
 def show_prm(summary: dict, console: Console) -> None:

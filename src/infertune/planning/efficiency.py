@@ -8,8 +8,6 @@ the plan's accuracy by the plan's own spend (probes, rollouts and revision conte
 
 from __future__ import annotations
 
-import numpy as np
-
 
 def budget_to_match(uniform: dict[float, float], target: float) -> float | None:
     """The smallest average cost at which uniform Best-of-N reaches ``target``, from {cost: accuracy} points (a
@@ -45,29 +43,3 @@ def beats_uniform(accuracy: float, spend: float, uniform_acc: dict[int, float],
     uniform never matching it). With (0, 0) on the envelope, a ratio above 1 means exactly that."""
     match, ratio = efficiency(accuracy, spend, uniform_acc, uniform_cost)
     return match is None or ratio > 1 + 1e-12
-
-
-def ratio_interval(adaptive: np.ndarray, spent: np.ndarray, uniform_acc: dict[int, np.ndarray],
-                   uniform_cost: dict[int, np.ndarray], resamples: int, seed: int,
-                   confidence: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap over prompts of (cost uniform Best-of-N needs to match) / (the plan's spend). A resample
-    that uniform Best-of-N never matches counts at its largest cost / spend, so the upper end may be understated.
-    The folds, each fold's chosen strategies and uniform's choice per N are held fixed: the interval covers which
-    prompts were drawn, not the variance of the choices themselves, so it is narrower than a full refit's would be."""
-    if resamples < 1:
-        return None
-    ns = sorted(uniform_acc)
-    acc_curve = np.stack([uniform_acc[n] for n in ns], axis=1)
-    cost_curve = np.stack([uniform_cost[n] for n in ns], axis=1)
-    rng = np.random.default_rng([seed, 99])
-    counts = rng.multinomial(len(adaptive), np.full(len(adaptive), 1 / len(adaptive)), size=resamples)
-    total = counts.sum(axis=1)
-    acc, cost = counts @ adaptive / total, counts @ spent / total
-    accs, costs = counts @ acc_curve / total[:, None], counts @ cost_curve / total[:, None]
-    ratios = np.empty(resamples)
-    for i in range(resamples):
-        match = budget_to_match(dict(zip(costs[i], accs[i])), acc[i])
-        ratios[i] = (match if match is not None else float(costs[i].max())) / cost[i]
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(ratios, [alpha, 1 - alpha])
-    return float(low), float(high)

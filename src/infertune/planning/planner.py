@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from infertune.planning.difficulty import assign_bins, bin_edges
-from infertune.planning.efficiency import beats_uniform, budget_to_match, efficiency, ratio_interval
+from infertune.planning.efficiency import beats_uniform, budget_to_match, efficiency
 from infertune.planning.knapsack import choose_per_bin
 from infertune.planning.strategies import Strategy, StrategyTable
 
@@ -67,6 +67,11 @@ class _Problem:
     hardness: np.ndarray
     budget: float  # in the table's unit
     bins: int
+    uniform_by_count: dict[int, np.ndarray] = field(init=False)  # N -> its uniform candidates (verifier, T)
+
+    def __post_init__(self) -> None:
+        counts = np.array([self.table.strategies[i].n for i in self.uniform])
+        self.uniform_by_count = {int(n): np.asarray(self.uniform)[counts == n] for n in sorted(set(counts))}
 
 
 def _uniform_candidates(table: StrategyTable) -> list[int]:
@@ -96,11 +101,8 @@ def _fit(pb: _Problem, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _uniform_by_n(pb: _Problem, train: np.ndarray) -> dict[int, int]:
     """For each N, the uniform Best-of-N strategy (verifier, temperature) that is best on the training prompts."""
-    result = {}
-    for n in sorted({pb.table.strategies[i].n for i in pb.uniform}):
-        idx = [i for i in pb.uniform if pb.table.strategies[i].n == n]
-        result[n] = idx[int(np.argmax(pb.values[np.ix_(train, idx)].mean(axis=0)))]
-    return result
+    mean = pb.values[train].mean(axis=0)
+    return {n: int(idx[np.argmax(mean[idx])]) for n, idx in pb.uniform_by_count.items()}
 
 
 def _uniform_fallback(pb: _Problem, train: np.ndarray) -> int:
@@ -134,8 +136,11 @@ class _Outcome:
 
 def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inner_folds: int | None) -> _Outcome:
     """Fit on all folds but one, apply to that one. With ``inner_folds``, each fit is guarded by an inner
-    cross-validation on its own training prompts."""
-    fold_of = np.random.default_rng(seed).permutation(len(index)) % folds
+    cross-validation on its own training prompts. ``index`` may repeat a prompt (a bootstrap resample): folds are
+    drawn over distinct prompts, so every copy of a prompt lands in one fold and no prompt is scored by a fit that
+    saw it."""
+    distinct, copy_of = np.unique(index, return_inverse=True)
+    fold_of = (np.random.default_rng(seed).permutation(len(distinct)) % folds)[copy_of]
     accuracy, spent = np.zeros(len(index)), np.zeros(len(index))
     assignment = np.zeros(len(index), dtype=np.int64)
     uniform_acc: dict[int, np.ndarray] = {}
@@ -160,9 +165,39 @@ def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inne
     return _Outcome(index, accuracy, spent, assignment, uniform_acc, uniform_cost, folds_uniform)
 
 
+def _outcome_ratio(outcome: _Outcome) -> float:
+    """The efficiency ratio of one cross-validated outcome against its own cross-validated uniform curve."""
+    uniform_acc = {n: float(v.mean()) for n, v in outcome.uniform_acc.items()}
+    uniform_cost = {n: float(v.mean()) for n, v in outcome.uniform_cost.items()}
+    match, ratio = efficiency(float(outcome.accuracy.mean()), float(outcome.spent.mean()), uniform_acc, uniform_cost)
+    if match is None:  # uniform never matches within the run's N: counted at its largest cost (understated)
+        return max(uniform_cost.values()) / float(outcome.spent.mean())
+    return ratio
+
+
+def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int | None, resamples: int,
+                         confidence: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap over prompts of the whole procedure: each resample draws prompts with replacement and
+    re-runs it on them (fold split, bin edges, per-bin choices, the guard's inner cross-validation, uniform's choice
+    of verifier and temperature per N), so the interval covers the variance of the choices as well as of the
+    prompts. Copies of a prompt share a fold. A resample that uniform Best-of-N never matches counts at uniform's
+    largest cost / the plan's spend, so the upper end may be understated."""
+    if resamples < 1:
+        return None
+    n_prompts = len(pb.hardness)
+    rng = np.random.default_rng([seed, 99])
+    ratios = np.empty(resamples)
+    for i in range(resamples):
+        index = np.sort(rng.integers(0, n_prompts, n_prompts))
+        ratios[i] = _outcome_ratio(_cross_validate(pb, index, folds, seed + i + 1, inner_folds))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
 def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int = 5, folds: int = 5,
          seed: int = 0, difficulty_kind: str = "predicted", probe: tuple[float, int] | None = None,
-         probe_costs: np.ndarray | None = None, resamples: int = 1000, guard: bool = True,
+         probe_costs: np.ndarray | None = None, resamples: int = 400, guard: bool = True,
          inner_folds: int = 4) -> PlanResult:
     """Cross-validated adaptive plan against uniform Best-of-N, and the final plan fitted on every prompt.
 
@@ -170,8 +205,9 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
     predicted from m probe samples; ``probe_costs`` their per-prompt cost in the table's unit, default m
     sample-equivalents). The efficiency ratio is the cost uniform Best-of-N needs to match the plan's
     cross-validated accuracy divided by what the plan really spent; its interval is a percentile bootstrap over
-    prompts that holds the fold split and each fold's choices fixed. Per-bin accuracies in ``per_bin`` are those of
-    the final plan measured on the prompts it was fitted on (in-sample, unlike ``adaptive_accuracy``)."""
+    prompts that re-runs the whole procedure on each resample (``refit_ratio_interval``). Per-bin accuracies in
+    ``per_bin`` are those of the final plan measured on the prompts it was fitted on (in-sample, unlike
+    ``adaptive_accuracy``)."""
     n_prompts = len(hardness)
     if n_prompts < folds * bins:
         raise ValueError(f"{n_prompts} prompts are too few for {folds} folds x {bins} bins")
@@ -189,8 +225,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
     uniform_acc = {n: float(v.mean()) for n, v in outcome.uniform_acc.items()}
     uniform_cost = {n: float(v.mean()) for n, v in outcome.uniform_cost.items()}
     match, ratio = efficiency(adaptive, spend, uniform_acc, uniform_cost)
-    interval = ratio_interval(outcome.accuracy, outcome.spent, outcome.uniform_acc, outcome.uniform_cost, resamples,
-                              seed)
+    interval = refit_ratio_interval(pb, folds, seed, inner_folds if guard else None, resamples)
     n_at_budget = max((n for n in uniform_cost if uniform_cost[n] <= pb.budget * (1 + 1e-9)), default=min(uniform_acc))
 
     # The saved plan: the same rule on every prompt (its guard is the unguarded cross-validation over everyone).
@@ -236,15 +271,24 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                       uniform_curve=[[n, uniform_cost[n] / unit, uniform_acc[n]] for n in sorted(uniform_acc)])
 
 
-def efficiency_curve(table: StrategyTable, hardness: np.ndarray, budgets: list[float], **options) -> list[dict]:
-    """The plan's cross-validated efficiency at each budget (those the probes leave room at), with intervals."""
+def efficiency_curve(table: StrategyTable, hardness: np.ndarray, budgets: list[float], log=None,
+                     **options) -> list[dict]:
+    """The plan's cross-validated efficiency at each budget (those the probes leave room at), with intervals;
+    ``log`` hears of each budget as it is done (the bootstrap refits make each take a while)."""
     rows = []
     for b in budgets:
         try:
             r = plan(table, hardness, b, **options)
         except ValueError as exc:
             rows.append({"budget": b, "skipped": str(exc)})
+            if log:
+                log(f"efficiency curve, budget {b:g}: skipped ({exc})")
             continue
+        if log:
+            ci = r.efficiency_ratio_ci
+            log(f"efficiency curve, budget {b:g}: ratio "
+                + ("n/a" if r.efficiency_ratio is None else f"{r.efficiency_ratio:.2f}")
+                + ("" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"))
         rows.append({"budget": b, "adaptive_accuracy": r.adaptive_accuracy, "adaptive_spend": r.adaptive_spend,
                      "uniform_accuracy": r.uniform_accuracy, "uniform_budget_to_match": r.uniform_budget_to_match,
                      "efficiency_ratio": r.efficiency_ratio, "efficiency_ratio_ci": r.efficiency_ratio_ci,
