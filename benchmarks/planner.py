@@ -61,6 +61,11 @@ def main() -> None:
     parser.add_argument("--no-revisions", action="store_true")
     parser.add_argument("--bootstrap", type=int, default=400,
                         help="Resamples of the ratio's interval, each re-running the whole cross-validated plan.")
+    parser.add_argument("--guard-confidence", type=float, default=0.95,
+                        help="Share of bootstrap resamples in which the guard needs the plan to win (0: the mean).")
+    parser.add_argument("--fallback-se", type=float, default=1.0,
+                        help="The guard's uniform fallback: the smallest N within this many standard errors of the "
+                             "best (0: the best N on the training prompts).")
     parser.add_argument("--out", default=None, help="Run folder (default: in the cache, per split)")
     args = parser.parse_args()
     started, load_start = time.perf_counter(), os.getloadavg()
@@ -87,7 +92,8 @@ def main() -> None:
                         max_step_tokens=16,
                         revision_model=None if args.no_revisions else str(reviser), chains=args.chains,
                         attempts=args.attempts, window=args.window, score_with=verifiers,
-                        bootstrap=args.bootstrap)
+                        bootstrap=args.bootstrap, guard_confidence=args.guard_confidence,
+                        fallback_se=args.fallback_se)
     result = plan_run(store, config, log=print)
     # For context only: the same plan with oracle difficulty (pass@1 from the rewards), which no new prompt has.
     oracle = plan_run(store, replace(config, difficulty="oracle", curve=[]), log=print).result
@@ -121,7 +127,7 @@ def main() -> None:
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
         "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "prompts": len(problems),
         "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},
-        "bootstrap_resamples": args.bootstrap, "seconds": round(time.perf_counter() - started, 1), "seconds_sampling_pool": round(sampled, 1),
+        "bootstrap_resamples": args.bootstrap, "guard_confidence": args.guard_confidence, "fallback_se": args.fallback_se, "seconds": round(time.perf_counter() - started, 1), "seconds_sampling_pool": round(sampled, 1),
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
     }, default=float))

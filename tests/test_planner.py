@@ -340,3 +340,69 @@ def test_the_refit_interval_straddles_one_when_the_plan_is_uniform_best_of_n():
     result = plan(table, rng.random(n_prompts), budget=3, folds=5, seed=1, resamples=100)
     low, high = result.efficiency_ratio_ci
     assert low < 1 < high or low == pytest.approx(1) == pytest.approx(high)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.1, 10), st.floats(0, 1)), min_size=1, max_size=6, unique_by=lambda p: p[0]),
+       st.floats(0.05, 12), st.floats(0, 1))
+def test_envelope_at_is_the_inverse_of_budget_to_match(points, spend, accuracy):
+    """A plan beats uniform Best-of-N at its spend (efficiency ratio above 1) exactly when its accuracy is above
+    the envelope there: the guard's vectorised test and the reported ratio agree."""
+    from infertune.planning.efficiency import beats_uniform, envelope_at
+
+    costs = np.array([c for c, _ in points])
+    accs = np.array([a for _, a in points])
+    envelope = envelope_at(costs[None], accs[None], np.array([spend]))[0]
+    wins = beats_uniform(accuracy, spend, dict(enumerate(accs)), dict(enumerate(costs)))
+    if abs(accuracy - envelope) > 1e-9:
+        assert wins == (accuracy > envelope)
+
+
+def test_win_share_is_all_or_nothing_for_plans_that_always_or_never_win():
+    from infertune.planning.efficiency import win_share
+
+    rng = np.random.default_rng(0)
+    second = rng.random(50)
+    uniform_acc = {1: second / 2, 2: second}
+    uniform_cost = {1: np.ones(50), 2: np.full(50, 2.0)}
+    # Uniform Best-of-2 itself at its own cost never beats uniform; anything better on every prompt always does.
+    assert win_share(uniform_acc[2], uniform_cost[2], uniform_acc, uniform_cost, 200, 0) == 0.0
+    assert win_share(uniform_acc[2] + 0.1, uniform_cost[2], uniform_acc, uniform_cost, 200, 0) == 1.0
+
+
+def test_the_guard_with_confidence_keeps_fewer_lucky_plans_than_the_mean_alone():
+    """Twenty strategies exactly as good as Best-of-3 at its cost: whatever a fold's plan gains on them is luck.
+    Asking for a win in 95% of bootstrap resamples lets fewer of them through than the mean alone, and the saved
+    plan is uniform Best-of-N."""
+    rng = np.random.default_rng(0)
+    n_prompts = 200
+    strategies = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)] + [Strategy(1.0, "maj", 3) for _ in range(20)]
+    values = (rng.random((n_prompts, 24)) < np.array([0.3, 0.45, 0.55, 0.6] + [0.55] * 20)).astype(float)
+    table = StrategyTable(strategies, values, [str(i) for i in range(n_prompts)])
+    hardness = rng.random(n_prompts)
+    mean_only = plan(table, hardness, budget=3, folds=5, seed=1, resamples=0, guard_confidence=0.0)
+    tested = plan(table, hardness, budget=3, folds=5, seed=1, resamples=0, guard_confidence=0.95)
+    assert tested.guard["folds_uniform"] > mean_only.guard["folds_uniform"]
+    assert tested.guard["plan_is_uniform"] and not mean_only.guard["plan_is_uniform"]
+
+
+def test_the_fallback_takes_the_cheapest_n_within_a_standard_error_of_the_best():
+    """On a flat stretch of the Best-of-N curve the most accurate N on the training prompts is noise: with the
+    one-standard-error rule the fallback is the cheaper N that is as good within its error."""
+    rng = np.random.default_rng(3)
+    n_prompts = 200
+    bon = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)]
+    noise = [Strategy(1.0, "maj", 1) for _ in range(20)]
+    flat = (rng.random((n_prompts, 1)) < 0.5).astype(float)
+    best = flat.copy()  # Best-of-4: better than Best-of-2 and 3 on four prompts, worse on two (+1 point)
+    best[rng.choice(np.flatnonzero(flat[:, 0] == 0), 4, replace=False)] = 1.0
+    best[rng.choice(np.flatnonzero(flat[:, 0] == 1), 2, replace=False)] = 0.0
+    values = np.concatenate([(rng.random((n_prompts, 1)) < 0.3).astype(float), flat, flat, best,
+                             (rng.random((n_prompts, 20)) < 0.2).astype(float)], axis=1)
+    table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
+    hardness = rng.random(n_prompts)
+    most_accurate = plan(table, hardness, budget=4, folds=5, seed=0, resamples=0, fallback_se=0.0)
+    one_se = plan(table, hardness, budget=4, folds=5, seed=0, resamples=0, fallback_se=1.0)
+    assert most_accurate.guard["plan_is_uniform"] and one_se.guard["plan_is_uniform"]
+    assert most_accurate.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 4))]
+    assert one_se.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 2))]

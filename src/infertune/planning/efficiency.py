@@ -8,6 +8,8 @@ the plan's accuracy by the plan's own spend (probes, rollouts and revision conte
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def budget_to_match(uniform: dict[float, float], target: float) -> float | None:
     """The smallest average cost at which uniform Best-of-N reaches ``target``, from {cost: accuracy} points (a
@@ -43,3 +45,35 @@ def beats_uniform(accuracy: float, spend: float, uniform_acc: dict[int, float],
     uniform never matching it). With (0, 0) on the envelope, a ratio above 1 means exactly that."""
     match, ratio = efficiency(accuracy, spend, uniform_acc, uniform_cost)
     return match is None or ratio > 1 + 1e-12
+
+
+def envelope_at(costs: np.ndarray, accs: np.ndarray, spend: np.ndarray) -> np.ndarray:
+    """Uniform Best-of-N's accuracy at ``spend`` on the upper concave envelope of its (cost, accuracy) points with
+    (0, 0), for many curves at once: costs, accs [curves, points], spend [curves]. Past the costliest point the
+    envelope stays at the best accuracy (spending more on uniform cannot lower it). ``budget_to_match``'s inverse:
+    a plan beats uniform at its spend exactly when its accuracy is above this."""
+    c = np.concatenate([np.zeros((len(costs), 1)), costs], axis=1)
+    a = np.concatenate([np.zeros((len(accs), 1)), accs], axis=1)
+    x = np.asarray(spend, dtype=np.float64)[:, None]
+    reached = np.where(c <= x, a, -np.inf).max(axis=1)
+    ci, cj, ai, aj = c[:, :, None], c[:, None, :], a[:, :, None], a[:, None, :]
+    between = (ci <= x[:, :, None]) & (x[:, :, None] < cj)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chord = ai + (aj - ai) * (x[:, :, None] - ci) / (cj - ci)
+    mixed = np.where(between, chord, -np.inf).reshape(len(c), -1).max(axis=1)
+    return np.maximum(reached, mixed)
+
+
+def win_share(accuracy: np.ndarray, spent: np.ndarray, uniform_acc: dict[int, np.ndarray],
+              uniform_cost: dict[int, np.ndarray], resamples: int, seed: int) -> float:
+    """Share of bootstrap resamples of prompts in which the plan (its per-prompt accuracy and spend, choices held
+    fixed) is more accurate than uniform Best-of-N at the plan's spend: a one-sided bootstrap test of a win."""
+    ns = sorted(uniform_acc)
+    acc_curve = np.stack([uniform_acc[n] for n in ns], axis=1)
+    cost_curve = np.stack([uniform_cost[n] for n in ns], axis=1)
+    rng = np.random.default_rng([seed, 7])
+    counts = rng.multinomial(len(accuracy), np.full(len(accuracy), 1 / len(accuracy)), size=resamples)
+    total = counts.sum(axis=1, keepdims=True)
+    acc, cost = (counts @ accuracy)[:, None] / total, (counts @ spent)[:, None] / total
+    envelope = envelope_at(counts @ cost_curve / total, counts @ acc_curve / total, cost[:, 0])
+    return float(np.mean(acc[:, 0] > envelope + 1e-12))

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from infertune.planning.difficulty import assign_bins, bin_edges
-from infertune.planning.efficiency import beats_uniform, budget_to_match, efficiency
+from infertune.planning.efficiency import beats_uniform, budget_to_match, efficiency, win_share
 from infertune.planning.knapsack import choose_per_bin
 from infertune.planning.strategies import Strategy, StrategyTable
 
@@ -67,6 +67,8 @@ class _Problem:
     hardness: np.ndarray
     budget: float  # in the table's unit
     bins: int
+    guard_confidence: float = 0.0  # share of bootstrap resamples in which a plan must win to pass the guard
+    fallback_se: float = 0.0  # the uniform fallback's N: the cheapest within this many standard errors of the best
     uniform_by_count: dict[int, np.ndarray] = field(init=False)  # N -> its uniform candidates (verifier, T)
 
     def __post_init__(self) -> None:
@@ -106,14 +108,19 @@ def _uniform_by_n(pb: _Problem, train: np.ndarray) -> dict[int, int]:
 
 
 def _uniform_fallback(pb: _Problem, train: np.ndarray) -> int:
-    """Uniform Best-of-N at the N that is most accurate on the training prompts among those whose cost there fits
-    the budget (the cheapest of equals; N = 1 if none fits): with an imperfect verifier, Best-of-N can fall as N
-    grows, and the largest affordable N need not be the best."""
+    """Uniform Best-of-N at the smallest N whose accuracy on the training prompts is within ``pb.fallback_se``
+    paired standard errors of the most accurate N that fits the budget (N = 1 if none fits). With an imperfect
+    verifier Best-of-N flattens or falls as N grows, so the largest affordable N need not be the best, and on a flat
+    stretch the most accurate N on the training prompts is mostly noise: the one-standard-error rule takes the
+    cheapest N that is as good within its error."""
     by_n = _uniform_by_n(pb, train)
     fits = [n for n, i in by_n.items() if pb.plain[train, i].mean() <= pb.budget * (1 + 1e-9)] or [min(by_n)]
-    accuracy = {n: pb.values[train, by_n[n]].mean() for n in fits}
-    best = max(accuracy.values())
-    return by_n[min(n for n in fits if accuracy[n] >= best - 1e-12)]
+    values = pb.values[np.ix_(train, [by_n[n] for n in fits])]
+    mean = values.mean(axis=0)
+    best = int(np.argmax(mean))
+    spread = (values - values[:, [best]]).std(axis=0, ddof=1) if len(train) > 1 else np.zeros(len(fits))
+    tolerance = pb.fallback_se * spread / np.sqrt(len(train)) + 1e-12
+    return by_n[min(n for n, m, t in zip(fits, mean, tolerance) if m >= mean[best] - t)]
 
 
 @dataclass
@@ -128,10 +135,15 @@ class _Outcome:
     uniform_cost: dict[int, np.ndarray]
     folds_uniform: int
 
-    def wins(self) -> bool:
-        return beats_uniform(float(self.accuracy.mean()), float(self.spent.mean()),
+    def wins(self, confidence: float = 0.0, seed: int = 0, resamples: int = 200) -> bool:
+        """Whether the plan beats uniform Best-of-N at its spend: on the mean, and with ``confidence`` > 0 also in
+        that share of bootstrap resamples of the prompts (a one-sided test, the choices held fixed)."""
+        if not beats_uniform(float(self.accuracy.mean()), float(self.spent.mean()),
                              {n: float(v.mean()) for n, v in self.uniform_acc.items()},
-                             {n: float(v.mean()) for n, v in self.uniform_cost.items()})
+                             {n: float(v.mean()) for n, v in self.uniform_cost.items()}):
+            return False
+        return confidence <= 0 or win_share(self.accuracy, self.spent, self.uniform_acc, self.uniform_cost,
+                                            resamples, seed) >= confidence
 
 
 def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inner_folds: int | None) -> _Outcome:
@@ -151,7 +163,9 @@ def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inne
         test = index[test_pos]
         chosen, edges = _fit(pb, train)
         picks = chosen[assign_bins(pb.hardness[test], edges)]
-        if inner_folds and not _cross_validate(pb, train, inner_folds, seed * 7919 + f + 1, None).wins():
+        inner_seed = seed * 7919 + f + 1
+        inner = _cross_validate(pb, train, inner_folds, inner_seed, None) if inner_folds else None
+        if inner is not None and not inner.wins(pb.guard_confidence, inner_seed):
             folds_uniform += 1
             picks = np.full(len(test), _uniform_fallback(pb, train))
             spent[test_pos] = pb.plain[test, picks]  # uniform Best-of-N draws no probes
@@ -198,7 +212,7 @@ def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int |
 def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int = 5, folds: int = 5,
          seed: int = 0, difficulty_kind: str = "predicted", probe: tuple[float, int] | None = None,
          probe_costs: np.ndarray | None = None, resamples: int = 400, guard: bool = True,
-         inner_folds: int = 4) -> PlanResult:
+         inner_folds: int = 4, guard_confidence: float = 0.95, fallback_se: float = 1.0) -> PlanResult:
     """Cross-validated adaptive plan against uniform Best-of-N, and the final plan fitted on every prompt.
 
     ``budget``: sample-equivalents per prompt, probes included (``probe`` = (temperature, m) when difficulty is
@@ -218,7 +232,8 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
         probe_costs = np.full(n_prompts, 0.0 if probe is None else probe[1] * unit)
     plain = np.asarray(table.cost_matrix(), dtype=np.float64)
     pb = _Problem(table, table.values, plain + np.asarray(probe_costs)[:, None], plain, _uniform_candidates(table),
-                  np.asarray(hardness, dtype=np.float64), budget * unit, bins)
+                  np.asarray(hardness, dtype=np.float64), budget * unit, bins, guard_confidence,
+                  fallback_se)
     everyone = np.arange(n_prompts)
     outcome = _cross_validate(pb, everyone, folds, seed, inner_folds if guard else None)
     adaptive, spend = float(outcome.accuracy.mean()), float(outcome.spent.mean())
@@ -230,7 +245,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
 
     # The saved plan: the same rule on every prompt (its guard is the unguarded cross-validation over everyone).
     unguarded = _cross_validate(pb, everyone, folds, seed, None) if guard else outcome
-    use_uniform = guard and not unguarded.wins()
+    use_uniform = guard and not unguarded.wins(guard_confidence, seed)
     chosen, edges = _fit(pb, everyone)
     if use_uniform:
         chosen, edges = np.array([_uniform_fallback(pb, everyone)]), np.zeros(0)
@@ -251,7 +266,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
     unguarded_match, unguarded_ratio = efficiency(float(unguarded.accuracy.mean()), float(unguarded.spent.mean()),
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_acc.items()},
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_cost.items()})
-    guard_info = {"enabled": guard, "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
+    guard_info = {"enabled": guard, "confidence": guard_confidence, "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
                   "folds": folds, "unguarded_accuracy": float(unguarded.accuracy.mean()),
                   "unguarded_spend": float(unguarded.spent.mean()) / unit, "unguarded_ratio": unguarded_ratio}
     spec = {"difficulty": "none" if use_uniform else difficulty_kind, "bin_edges": [float(e) for e in edges],

@@ -46,6 +46,13 @@ class PlanConfig:
     folds: int = field(default=5, metadata={"help": "Cross-validation folds over prompts."})
     guard: bool = field(default=True, metadata={
         "help": "Fall back to uniform Best-of-N wherever cross-validation does not show the plan beating it."})
+    guard_confidence: float = field(default=0.95, metadata={
+        "help": "The guard keeps an adaptive plan only if it beats uniform Best-of-N at its spend in this share of "
+                "bootstrap resamples of the inner cross-validation's prompts (a one-sided test); 0: on the mean "
+                "alone."})
+    fallback_se: float = field(default=1.0, metadata={
+        "help": "Where the guard falls back, uniform Best-of-N at the smallest N whose accuracy is within this many "
+                "paired standard errors of the most accurate affordable N (0: the most accurate N)."})
     seed: int = field(default=0, metadata={"help": "Seed of the fold split, strategy runs and Monte-Carlo estimates."})
     bootstrap: int = field(default=400, metadata={
         "help": "Bootstrap resamples of prompts for the efficiency ratio's interval; each re-runs the whole "
@@ -214,7 +221,8 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
                              "difficulty draws per prompt (the budget counts them); raise --budget or lower "
                              "--probe-samples")
     options = dict(bins=config.bins, folds=config.folds, seed=config.seed, difficulty_kind=config.difficulty,
-                   probe=probe, probe_costs=probe_costs, guard=config.guard, resamples=config.bootstrap)
+                   probe=probe, probe_costs=probe_costs, guard=config.guard, resamples=config.bootstrap,
+                   guard_confidence=config.guard_confidence, fallback_se=config.fallback_se)
     result = plan(table, hardness, config.budget, **options)
     if config.curve:
         log(f"efficiency curve: {len(config.curve)} budgets, {config.bootstrap} bootstrap refits each")
