@@ -127,7 +127,9 @@ def main() -> None:
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
         "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "prompts": len(problems),
         "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},
-        "bootstrap_resamples": args.bootstrap, "guard_confidence": args.guard_confidence, "fallback_se": args.fallback_se, "seconds": round(time.perf_counter() - started, 1), "seconds_sampling_pool": round(sampled, 1),
+        "bootstrap_resamples": args.bootstrap, "guard_confidence": args.guard_confidence,
+        "fallback_se": args.fallback_se, "seconds": round(time.perf_counter() - started, 1),
+        "seconds_sampling_pool": round(sampled, 1),
         "load_average_start": [round(x, 2) for x in load_start],
         "load_average_end": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
     }, default=float))

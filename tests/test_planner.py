@@ -140,7 +140,8 @@ def test_plan_command_prints_the_table_ratio_and_writes_the_plan(tmp_path):
     too_small = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "3", "--verifier", "orm"])
     assert too_small.exit_code == 2 and "probe samples" in too_small.output
     result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "4", "--bins", "3", "--folds", "4",
-                                      "--verifier", "orm", "--probe-samples", "2", "--curve", "4", "--curve", "8", "--bootstrap", "20"],
+                                      "--verifier", "orm", "--probe-samples", "2", "--curve", "4", "--curve", "8",
+                                      "--bootstrap", "20"],
                                 env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "cross-validated accuracy: adaptive" in result.output and "co-scaling fit" in result.output
@@ -316,13 +317,16 @@ def test_the_ratio_interval_refits_the_whole_plan_on_each_resample(monkeypatch):
     per_cv = folds * (inner + 1)
     # The cross-validation, one per resample, the unguarded one that decides the saved plan, the final fit.
     assert len(calls) == per_cv + resamples * per_cv + folds + 1
+    resampled = []
     for r in range(resamples):
         outer = [Counter(train.tolist()) for train in calls[per_cv * (r + 1) : per_cv * (r + 2) : inner + 1]]
         # A prompt drawn c times is in folds - 1 training sets with all c copies: total c (folds - 1).
         drawn = {prompt: count // (folds - 1) for prompt, count in sum(outer, Counter()).items()}
         assert max(drawn.values()) > 1  # the resample repeats prompts
+        resampled.append(drawn)
         for train in outer:
             assert all(train[prompt] in (0, copies) for prompt, copies in drawn.items())
+    assert all(a != b for a, b in itertools.combinations(resampled, 2))  # each resample draws its own prompts
     low, high = result.efficiency_ratio_ci
     assert low <= result.efficiency_ratio <= high
 
@@ -343,11 +347,12 @@ def test_the_refit_interval_straddles_one_when_the_plan_is_uniform_best_of_n():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.1, 10), st.floats(0, 1)), min_size=1, max_size=6, unique_by=lambda p: p[0]),
+@given(st.lists(st.tuples(st.sampled_from([0.5, 1.0, 2.0, 3.0]) | st.floats(0.1, 10), st.floats(0, 1)), min_size=1,
+                max_size=6),
        st.floats(0.05, 12), st.floats(0, 1))
 def test_envelope_at_is_the_inverse_of_budget_to_match(points, spend, accuracy):
     """A plan beats uniform Best-of-N at its spend (efficiency ratio above 1) exactly when its accuracy is above
-    the envelope there: the guard's vectorised test and the reported ratio agree."""
+    the envelope there: the guard's vectorised test and the reported ratio agree, two N at one cost included."""
     from infertune.planning.efficiency import beats_uniform, envelope_at
 
     costs = np.array([c for c, _ in points])
@@ -406,3 +411,19 @@ def test_the_fallback_takes_the_cheapest_n_within_a_standard_error_of_the_best()
     assert most_accurate.guard["plan_is_uniform"] and one_se.guard["plan_is_uniform"]
     assert most_accurate.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 4))]
     assert one_se.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 2))]
+
+
+def test_the_fallbacks_standard_error_is_paired_by_prompt():
+    """Best-of-4 solves everything Best-of-2 solves and six prompts more (+3 points): a paired standard error (about
+    1.2 points) shows it better, so the fallback keeps it; an unpaired one (about 5 points) would not."""
+    rng = np.random.default_rng(4)
+    n_prompts = 200
+    flat = (rng.random((n_prompts, 1)) < 0.5).astype(float)
+    best = flat.copy()
+    best[rng.choice(np.flatnonzero(flat[:, 0] == 0), 6, replace=False)] = 1.0
+    values = np.concatenate([(rng.random((n_prompts, 1)) < 0.3).astype(float), flat, flat, best,
+                             (rng.random((n_prompts, 20)) < 0.2).astype(float)], axis=1)
+    strategies = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)] + [Strategy(1.0, "maj", 1) for _ in range(20)]
+    table = StrategyTable(strategies, values, [str(i) for i in range(n_prompts)])
+    result = plan(table, rng.random(n_prompts), budget=4, folds=5, seed=0, resamples=0, fallback_se=1.0)
+    assert result.guard["plan_is_uniform"] and result.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 4))]

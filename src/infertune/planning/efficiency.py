@@ -27,6 +27,8 @@ def budget_to_match(uniform: dict[float, float], target: float) -> float | None:
         return 0.0
     for (c0, a0), (c1, a1) in zip(hull, hull[1:]):
         if a1 >= target - 1e-12:
+            if a1 - a0 <= 1e-15:  # a flat stretch (a curve at zero accuracy): reached where it starts
+                return c0
             return c0 + (c1 - c0) * (target - a0) / (a1 - a0)
     return None
 
@@ -35,7 +37,10 @@ def efficiency(accuracy: float, spend: float, uniform_acc: dict[int, float],
                uniform_cost: dict[int, float]) -> tuple[float | None, float | None]:
     """(cost uniform Best-of-N needs to match ``accuracy``, that cost / ``spend``); (None, None) when it never
     does within the N the run holds."""
-    match = budget_to_match({uniform_cost[n]: uniform_acc[n] for n in uniform_acc}, accuracy)
+    points: dict[float, float] = {}
+    for n in uniform_acc:  # two N at the same cost: the more accurate one is what that cost buys
+        points[uniform_cost[n]] = max(points.get(uniform_cost[n], -np.inf), uniform_acc[n])
+    match = budget_to_match(points, accuracy)
     return match, (None if match is None else match / spend)
 
 

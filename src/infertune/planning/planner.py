@@ -13,8 +13,9 @@ in the same unit.
 Choices are cross-validated: prompts are split into folds, and the strategy applied to a fold's prompts is chosen
 from the other folds only. A guard keeps the plan from being worse than the baseline it is compared with: within
 each fold's training prompts an inner cross-validation asks whether the adaptive plan beats uniform Best-of-N at
-its spend, and where it does not, the fold gets uniform Best-of-N at the N (within the budget) most accurate on
-its training prompts. The reported
+its spend (on the mean and, with a confidence, in that share of bootstrap resamples), and where it does not, the
+fold gets uniform Best-of-N at the cheapest affordable N within ``fallback_se`` standard errors of the most
+accurate one on its training prompts. The reported
 accuracy is that of the whole procedure, guard included; the saved plan applies the same rule to every prompt.
 """
 
@@ -194,8 +195,10 @@ def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int |
     """Percentile bootstrap over prompts of the whole procedure: each resample draws prompts with replacement and
     re-runs it on them (fold split, bin edges, per-bin choices, the guard's inner cross-validation, uniform's choice
     of verifier and temperature per N), so the interval covers the variance of the choices as well as of the
-    prompts. Copies of a prompt share a fold. A resample that uniform Best-of-N never matches counts at uniform's
-    largest cost / the plan's spend, so the upper end may be understated."""
+    prompts. Copies of a prompt share a fold. A resample holds about 63% distinct prompts, so each refit learns from
+    less than the real run does: with few prompts the interval sits somewhat low (conservative). A resample that
+    uniform Best-of-N never matches counts at uniform's largest cost / the plan's spend, so the upper end may be
+    understated."""
     if resamples < 1:
         return None
     n_prompts = len(pb.hardness)
@@ -266,7 +269,8 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
     unguarded_match, unguarded_ratio = efficiency(float(unguarded.accuracy.mean()), float(unguarded.spent.mean()),
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_acc.items()},
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_cost.items()})
-    guard_info = {"enabled": guard, "confidence": guard_confidence, "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
+    guard_info = {"enabled": guard, "confidence": guard_confidence, "fallback_se": fallback_se,
+                  "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
                   "folds": folds, "unguarded_accuracy": float(unguarded.accuracy.mean()),
                   "unguarded_spend": float(unguarded.spent.mean()) / unit, "unguarded_ratio": unguarded_ratio}
     spec = {"difficulty": "none" if use_uniform else difficulty_kind, "bin_edges": [float(e) for e in edges],
