@@ -427,3 +427,20 @@ def test_the_fallbacks_standard_error_is_paired_by_prompt():
     table = StrategyTable(strategies, values, [str(i) for i in range(n_prompts)])
     result = plan(table, rng.random(n_prompts), budget=4, folds=5, seed=0, resamples=0, fallback_se=1.0)
     assert result.guard["plan_is_uniform"] and result.spec["strategies"] == [asdict(Strategy(1.0, "bon:v", 4))]
+
+
+def test_resamples_uniform_never_matches_are_reported_as_bounds():
+    """A strategy far better than every Best-of-N: uniform never matches it, so the point ratio is None and the
+    interval's ends are lower bounds, which the result says (and `plan` prints the upper end as "≥")."""
+    from infertune.views import _efficiency_words
+
+    rng = np.random.default_rng(0)
+    n_prompts = 100
+    strategies = [Strategy(1.0, "bon:v", n) for n in (1, 2, 3, 4)] + [Strategy(1.0, "maj", 2)]
+    values = (rng.random((n_prompts, 5)) < np.array([0.2, 0.3, 0.35, 0.4, 0.95])).astype(float)
+    table = StrategyTable(strategies, values, [str(i) for i in range(n_prompts)])
+    result = plan(table, rng.random(n_prompts), budget=2, folds=5, seed=0, resamples=50)
+    assert result.efficiency_ratio is None and result.efficiency_ratio_ci_capped > 0.9
+    words = _efficiency_words(result.efficiency_ratio, result.efficiency_ratio_ci, None, 4, result.adaptive_spend,
+                              result.efficiency_ratio_ci_capped)
+    assert "does not match it" in words and "-≥" in words

@@ -89,7 +89,7 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
     console.print(f"cross-validated accuracy: adaptive {p.adaptive_accuracy:.3f} spending {p.adaptive_spend:.2f} "
                   f"{unit} per prompt{probes}, vs uniform {p.uniform_strategy} {p.uniform_accuracy:.3f}; "
                   + _efficiency_words(p.efficiency_ratio, p.efficiency_ratio_ci, p.uniform_budget_to_match, run.n,
-                                      p.adaptive_spend))
+                                      p.adaptive_spend, p.efficiency_ratio_ci_capped))
     guard = p.guard
     if guard.get("enabled"):
         console.print(f"guard: {guard['folds_uniform']} of {guard['folds']} folds fell back to uniform Best-of-N; "
@@ -109,7 +109,8 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
             methods = ", ".join(f"{k} {v:.0%}" for k, v in sorted(r["methods"].items()))
             curve.add_row(f"{r['budget']:g}", f"{r['adaptive_spend']:.2f}", f"{r['adaptive_accuracy']:.3f}",
                           f"{r['uniform_accuracy']:.3f}", f"{ratio:.2f}" if ratio is not None else "> max",
-                          f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "-",
+                          (f"{ci[0]:.2f}-" + ("≥" if r.get("efficiency_ratio_ci_capped", 0) > 0.025 else "")
+                           + f"{ci[1]:.2f}") if ci else "-",
                           methods + (" (uniform plan)" if r["plan_is_uniform"] else ""))
         console.print(curve)
     fit_table = Table(title="co-scaling fit pass@N(T) ≈ exp(a(T)·N^b(T))", title_justify="left")
@@ -125,14 +126,16 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
     console.print("wrote " + ", ".join(str(path) for path in paths.values()))
 
 
-def _efficiency_words(ratio, interval, match, n: int, spend: float) -> str:
+def _efficiency_words(ratio, interval, match, n: int, spend: float, capped: float = 0.0) -> str:
     if ratio is None:
-        return f"uniform Best-of-N does not match it with any N <= {n} (efficiency ratio above {n / spend:.1f})"
-    words = f"uniform Best-of-N needs {match:.2f} to match it: efficiency ratio {ratio:.2f}"
+        words = f"uniform Best-of-N does not match it with any N <= {n} (efficiency ratio above {n / spend:.1f})"
+    else:
+        words = f"uniform Best-of-N needs {match:.2f} to match it: efficiency ratio {ratio:.2f}"
     if not interval:
         return words + " (no interval: --bootstrap 0)"
+    upper = ("≥" if capped > 0.025 else "") + f"{interval[1]:.2f}"  # resamples uniform never matched: bounds
     return words + (f" (95% bootstrap interval over prompts, the plan refitted on each resample: "
-                    f"{interval[0]:.2f}-{interval[1]:.2f})")
+                    f"{interval[0]:.2f}-{upper})")
 
 
 def show_prm(summary: dict, console: Console) -> None:

@@ -54,6 +54,7 @@ class PlanResult:
     guard: dict = field(default_factory=dict)
     methods: dict = field(default_factory=dict)  # share of prompts each method served under cross-validation
     uniform_curve: list = field(default_factory=list)  # [N, cost (sample-equivalents), cross-validated accuracy]
+    efficiency_ratio_ci_capped: float = 0.0  # share of resamples uniform never matched (ratio counted at a bound)
 
 
 @dataclass
@@ -180,36 +181,38 @@ def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inne
     return _Outcome(index, accuracy, spent, assignment, uniform_acc, uniform_cost, folds_uniform)
 
 
-def _outcome_ratio(outcome: _Outcome) -> float:
-    """The efficiency ratio of one cross-validated outcome against its own cross-validated uniform curve."""
+def _outcome_ratio(outcome: _Outcome) -> tuple[float, bool]:
+    """The efficiency ratio of one cross-validated outcome against its own cross-validated uniform curve, and
+    whether uniform never matched it within the run's N (then the ratio is counted at uniform's largest cost: a
+    lower bound)."""
     uniform_acc = {n: float(v.mean()) for n, v in outcome.uniform_acc.items()}
     uniform_cost = {n: float(v.mean()) for n, v in outcome.uniform_cost.items()}
     match, ratio = efficiency(float(outcome.accuracy.mean()), float(outcome.spent.mean()), uniform_acc, uniform_cost)
-    if match is None:  # uniform never matches within the run's N: counted at its largest cost (understated)
-        return max(uniform_cost.values()) / float(outcome.spent.mean())
-    return ratio
+    if match is None:
+        return max(uniform_cost.values()) / float(outcome.spent.mean()), True
+    return ratio, False
 
 
 def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int | None, resamples: int,
-                         confidence: float = 0.95) -> tuple[float, float] | None:
+                         confidence: float = 0.95) -> tuple[tuple[float, float] | None, float]:
     """Percentile bootstrap over prompts of the whole procedure: each resample draws prompts with replacement and
     re-runs it on them (fold split, bin edges, per-bin choices, the guard's inner cross-validation, uniform's choice
     of verifier and temperature per N), so the interval covers the variance of the choices as well as of the
     prompts. Copies of a prompt share a fold. A resample holds about 63% distinct prompts, so each refit learns from
     less than the real run does: with few prompts the interval sits somewhat low (conservative). A resample that
-    uniform Best-of-N never matches counts at uniform's largest cost / the plan's spend, so the upper end may be
-    understated."""
+    uniform Best-of-N never matches counts at uniform's largest cost / the plan's spend, a lower bound: returns the
+    interval and the share of such resamples (above (1 - confidence) / 2, the upper end is itself a lower bound)."""
     if resamples < 1:
-        return None
+        return None, 0.0
     n_prompts = len(pb.hardness)
     rng = np.random.default_rng([seed, 99])
-    ratios = np.empty(resamples)
+    ratios, capped = np.empty(resamples), np.zeros(resamples, dtype=bool)
     for i in range(resamples):
         index = np.sort(rng.integers(0, n_prompts, n_prompts))
-        ratios[i] = _outcome_ratio(_cross_validate(pb, index, folds, seed + i + 1, inner_folds))
+        ratios[i], capped[i] = _outcome_ratio(_cross_validate(pb, index, folds, seed + i + 1, inner_folds))
     alpha = (1 - confidence) / 2
     low, high = np.quantile(ratios, [alpha, 1 - alpha])
-    return float(low), float(high)
+    return (float(low), float(high)), float(capped.mean())
 
 
 def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int = 5, folds: int = 5,
@@ -243,7 +246,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
     uniform_acc = {n: float(v.mean()) for n, v in outcome.uniform_acc.items()}
     uniform_cost = {n: float(v.mean()) for n, v in outcome.uniform_cost.items()}
     match, ratio = efficiency(adaptive, spend, uniform_acc, uniform_cost)
-    interval = refit_ratio_interval(pb, folds, seed, inner_folds if guard else None, resamples)
+    interval, capped = refit_ratio_interval(pb, folds, seed, inner_folds if guard else None, resamples)
     n_at_budget = max((n for n in uniform_cost if uniform_cost[n] <= pb.budget * (1 + 1e-9)), default=min(uniform_acc))
 
     # The saved plan: the same rule on every prompt (its guard is the unguarded cross-validation over everyone).
@@ -284,7 +287,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                       adaptive_spend=spend / unit, uniform_strategy=table.strategies[best_uniform].label(),
                       uniform_accuracy=uniform_acc[n_at_budget],
                       uniform_budget_to_match=None if match is None else match / unit, efficiency_ratio=ratio,
-                      efficiency_ratio_ci=interval, spec=spec, probe=None if use_uniform else probe,
+                      efficiency_ratio_ci=interval, efficiency_ratio_ci_capped=capped, spec=spec, probe=None if use_uniform else probe,
                       per_bin=per_bin, assignments=outcome.assignment, unit=table.unit, unit_size=unit,
                       guard=guard_info, methods=methods,
                       uniform_curve=[[n, uniform_cost[n] / unit, uniform_acc[n]] for n in sorted(uniform_acc)])
@@ -311,6 +314,7 @@ def efficiency_curve(table: StrategyTable, hardness: np.ndarray, budgets: list[f
         rows.append({"budget": b, "adaptive_accuracy": r.adaptive_accuracy, "adaptive_spend": r.adaptive_spend,
                      "uniform_accuracy": r.uniform_accuracy, "uniform_budget_to_match": r.uniform_budget_to_match,
                      "efficiency_ratio": r.efficiency_ratio, "efficiency_ratio_ci": r.efficiency_ratio_ci,
+                     "efficiency_ratio_ci_capped": r.efficiency_ratio_ci_capped,
                      "plan_is_uniform": r.guard.get("plan_is_uniform", False), "methods": r.methods,
                      "strategies": [b_["label"] for b_ in r.per_bin], "uniform_curve": r.uniform_curve})
     return rows
