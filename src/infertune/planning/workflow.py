@@ -56,8 +56,8 @@ class PlanConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the fold split, strategy runs and Monte-Carlo estimates."})
     bootstrap: int = field(default=400, metadata={
         "help": "Bootstrap resamples of prompts for the efficiency ratio's interval; each re-runs the whole "
-                "cross-validated plan, guard included (their cost grows with prompts and strategies: about 0.1 s each "
-                "for 200 prompts and 900 strategies; 0: no interval)."})
+                "cross-validated plan, guard included (their cost grows with prompts and strategies: 0.1 to 0.25 s "
+                "each for 200 prompts and 900 strategies on a 2-core CPU; 0: no interval)."})
     prm: str | None = field(default=None, metadata={
         "help": "Process reward model folder (infertune prm): adds beam search and lookahead strategies, run on the "
                 "run's prompts with its model."})
