@@ -93,7 +93,7 @@ def test_a_prompts_own_values_do_not_change_its_strategy():
 
 def test_adaptive_plan_spends_on_hard_prompts_and_beats_uniform():
     table, hardness = _table(400)
-    result = plan(table, hardness, budget=3, folds=5, seed=0, resamples=100)
+    result = plan(table, hardness, budget=3, folds=5, seed=0, resamples=40)
     ns = [s["n"] for s in result.spec["strategies"]]
     assert ns == sorted(ns) and ns[0] < ns[-1]  # harder bins get more samples
     assert result.adaptive_accuracy > result.uniform_accuracy
@@ -141,7 +141,7 @@ def test_plan_command_prints_the_table_ratio_and_writes_the_plan(tmp_path):
     assert too_small.exit_code == 2 and "probe samples" in too_small.output
     result = CliRunner().invoke(app, ["plan", str(tmp_path), "--budget", "4", "--bins", "3", "--folds", "4",
                                       "--verifier", "orm", "--probe-samples", "2", "--curve", "4", "--curve", "8",
-                                      "--bootstrap", "20"],
+                                      "--bootstrap", "10"],
                                 env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     assert "cross-validated accuracy: adaptive" in result.output and "co-scaling fit" in result.output
@@ -238,7 +238,7 @@ def test_the_guard_keeps_a_plan_that_beats_uniform():
 
 def test_efficiency_curve_reports_every_budget_and_skips_those_below_the_probes():
     table, hardness = _table(200)
-    rows = planner.efficiency_curve(table, hardness, [1, 2, 4, 8], folds=5, probe=(1.0, 2), resamples=50)
+    rows = planner.efficiency_curve(table, hardness, [1, 2, 4, 8], folds=5, probe=(1.0, 2), resamples=20)
     assert [r["budget"] for r in rows] == [1, 2, 4, 8]
     assert "skipped" in rows[0] and "skipped" in rows[1]  # two probes and one sample cost 3
     for r in rows[2:]:
@@ -341,7 +341,7 @@ def test_the_refit_interval_straddles_one_when_the_plan_is_uniform_best_of_n():
     values = np.concatenate([(rng.random((n_prompts, 4)) < [0.3, 0.45, 0.55, 0.6]).astype(float),
                              (rng.random((n_prompts, 40)) < 0.35).astype(float)], axis=1)
     table = StrategyTable(bon + noise, values, [str(i) for i in range(n_prompts)])
-    result = plan(table, rng.random(n_prompts), budget=3, folds=5, seed=1, resamples=100)
+    result = plan(table, rng.random(n_prompts), budget=3, folds=5, seed=1, resamples=60)
     low, high = result.efficiency_ratio_ci
     assert low < 1 < high or low == pytest.approx(1) == pytest.approx(high)
 
