@@ -7,11 +7,14 @@ the demo (pass@32 for the reward-trained arms, BoN@32 for the verifier ones).
 
 A rate chosen on one fine-tuning run rewards luck: the demo's claim must hold for any ``--seed`` and over several
 fine-tuning seeds, so every rate is tried on several replicates, each ``--seed`` with its own base model, verifier
-and validation problems (and a fine-tuning seed index the demo never uses), and the rate with the best mean over the
-replicates wins. Each run prints a JSON line as it finishes; the last line is one JSON object with every run, the
-per-rate mean and spread, the winner per arm and the ``--arm-lrs`` value they make.
+and validation problems (and fine-tuning seed indices the demo never uses: ``--tuning-seeds`` gives each seed more
+than one fine-tuning run, since a run can lose a rare form for good and land far below its siblings), and the (rate,
+k) with the best mean over the replicates wins. Each run prints a JSON line as it finishes (with the share of each
+solution form in its validation samples); the last line is one JSON object with every run, the per-cell mean and
+spread, the winner per arm and the ``--arm-lrs`` and ``--arm-ks`` values they make.
 
     python benchmarks/demo_recipe.py [--setting forms] [--seeds 0,1,2] [--lrs 5e-5,1e-4,2e-4] [--arms rloo,rl-v]
+        [--ks 8,16] [--tuning-seeds 100,101]
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def main() -> None:
     parser.add_argument("--lrs", default="1.25e-5,2.5e-5,5e-5,1e-4,2e-4,4e-4")
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="Arm labels to tune.")
     parser.add_argument("--ks", default="8")
+    parser.add_argument("--tuning-seeds", default=str(TUNING_SEED_INDEX),
+                        help="Fine-tuning seed indices per (seed, rate, k): more than one measures how much a rate "
+                             "depends on the fine-tuning seed (the demo uses 0, 1, 2; keep these out of that range).")
     parser.add_argument("--steps", type=int, default=None, help="Fine-tuning steps (default: the demo's).")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -66,6 +72,9 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="infertune-recipe-"))
     arms = [a for a in ARMS if a[0] in args.arms.split(",")]
     lrs = [float(x) for x in args.lrs.split(",")]
+    tuning_seeds = [int(x) for x in args.tuning_seeds.split(",")]
+    if any(0 <= t < 10 for t in tuning_seeds):
+        parser.error("--tuning-seeds must avoid 0..9: the demo fine-tunes with those seed indices")
     runs, verifiers = [], {}
     for seed in (int(s) for s in args.seeds.split(",")):
         config = DemoConfig(out=str(out / f"seed{seed}"), setting=args.setting, seed=seed)
@@ -81,26 +90,32 @@ def main() -> None:
         for arm in arms:
             label, objective = arm[0], arm[1]
             ks = [int(x) for x in args.ks.split(",")] if objective == "bon-exact" else [config.recipe.k]
-            for lr in lrs:
-                for k in ks:
-                    trial = replace(config, recipe=replace(config.recipe, k=k), arm_lrs=f"{label}={lr}")
-                    name = f"{label.replace('/', '-')}-lr{lr:g}-k{k}"
-                    model, tok = fine_tune(trial, setting, problems, base, verifier, arm, TUNING_SEED_INDEX,
-                                           seed_out / "train" / name, progress)
-                    curves = evaluate(model, tok, problems.validation, problems.validation_task, verifier, trial,
-                                      setting, trial.recipe.temperature, seed_out / "evals" / name, progress, name)
-                    k_eval = config.summary_k
-                    metric = _metric(label)
-                    runs.append({"seed": seed, "arm": label, "lr": lr, "k": k, "steps": trial.recipe.steps,
-                                 "metric": metric, "validation": float(curves[metric][:, k_eval - 1].mean()),
-                                 "pass@32": float(curves["pass"][:, k_eval - 1].mean()),
-                                 "bon@32": float(curves["bon"][:, k_eval - 1].mean())})
-                    print(json.dumps(runs[-1]), flush=True)
+            for lr, k, tuning_seed in ((lr, k, t) for lr in lrs for k in ks for t in tuning_seeds):
+                trial = replace(config, recipe=replace(config.recipe, k=k), arm_lrs=f"{label}={lr}",
+                                arm_ks=f"{label}={k}" if objective != "rloo" else "")
+                name = f"{label.replace('/', '-')}-lr{lr:g}-k{k}" + (
+                    f"-t{tuning_seed}" if tuning_seed != TUNING_SEED_INDEX else "")
+                model, tok = fine_tune(trial, setting, problems, base, verifier, arm, tuning_seed,
+                                       seed_out / "train" / name, progress)
+                curves = evaluate(model, tok, problems.validation, problems.validation_task, verifier, trial,
+                                  setting, trial.recipe.temperature, seed_out / "evals" / name, progress, name)
+                k_eval = config.summary_k
+                metric = _metric(label)
+                runs.append({"seed": seed, "tuning_seed": tuning_seed, "arm": label, "lr": lr, "k": k,
+                             "steps": trial.recipe.steps,
+                             "metric": metric, "validation": float(curves[metric][:, k_eval - 1].mean()),
+                             "pass@32": float(curves["pass"][:, k_eval - 1].mean()),
+                             "bon@32": float(curves["bon"][:, k_eval - 1].mean()),
+                             "form_share": [round(float(x), 4) for x in curves["form_share"].mean(axis=0)]
+                             if "form_share" in curves else None})
+                print(json.dumps(runs[-1]), flush=True)
     best = choose(runs)
     arm_lrs = ",".join(f"{label}={b['chosen']['lr']:g}" for label, b in best.items())
-    print(json.dumps({"setting": args.setting, "seeds": args.seeds, "tuning_seed_index": TUNING_SEED_INDEX,
+    arm_ks = ",".join(f"{label}={b['chosen']['k']}" for label, b in best.items()
+                      if dict((a[0], a[1]) for a in ARMS)[label] != "rloo")
+    print(json.dumps({"setting": args.setting, "seeds": args.seeds, "tuning_seeds": tuning_seeds,
                       "validation_problems": DemoConfig(out="").validation_prompts, "verifier_auc": verifiers,
-                      "runs": runs, "best": best, "arm_lrs": arm_lrs,
+                      "runs": runs, "best": best, "arm_lrs": arm_lrs, "arm_ks": arm_ks,
                       "seconds": round(time.perf_counter() - started, 1), "out": str(out)}))
 
 

@@ -83,6 +83,15 @@ def test_demo_configuration_errors_are_clear():
         DemoConfig(arm_lrs="rloo:1e-4")
     assert DemoConfig(arm_lrs="rloo=3e-4").lr_for("rloo") == 3e-4
     assert DemoConfig(arm_lrs="rloo=3e-4").lr_for("rl-v") == DemoConfig().recipe.lr
+    with pytest.raises(ValueError, match="arms without a k: rloo"):
+        DemoConfig(arm_ks="rloo=16")
+    with pytest.raises(ValueError, match="at most the samples per prompt n=32"):
+        DemoConfig(arm_ks="bon-exact/reward=64")
+    with pytest.raises(ValueError, match="arm_ks: expected label=k"):
+        DemoConfig(arm_ks="bon-exact/reward=1.5")
+    config = DemoConfig(arm_ks="bon-exact/reward=16")
+    assert (config.k_for("bon-exact/reward"), config.k_for("bon-exact/verifier"), config.k_for("rloo")) == (
+        16, config.recipe.k, 1)
 
 
 def test_demo_problems_are_balanced_independent_and_disjoint():
@@ -139,3 +148,22 @@ def test_findings_state_each_mechanism_clause_only_where_its_numbers_show_it():
         "bon-exact/verifier": row([0.6, 0.3, 0.02, 0.01], 0.12)}))
     assert "sharpens" not in not_shown and "blind spot" not in not_shown
     assert "does not move mass" in not_shown and "did not narrow" in not_shown
+
+
+def test_base_model_publish_survives_a_concurrent_writer(tmp_path):
+    """Two runs that train the same cached base at once: each saves into its own folder, the second rename finds the
+    model in place and uses it, and no temporary folder is left behind."""
+    from infertune.demo.run import _publish
+
+    class FakeTrainer:
+        def __init__(self, text):
+            self.text = text
+
+        def save_model(self, folder):
+            (folder / "config.json").write_text(self.text)
+
+    target = tmp_path / "model"
+    assert _publish(FakeTrainer("first"), target) == target
+    assert _publish(FakeTrainer("second"), target) == target
+    assert (target / "config.json").read_text() == "first"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -152,11 +152,12 @@ def findings(report: dict, config) -> str:
              f"per method; {spread}. The base's temperature was chosen on validation problems; the fine-tuning "
              f"recipe on the forms setting's validation problems (benchmarks/demo_recipe.py)."]
     if ("bon-exact/reward", "base", "pass") in rows:
-        parts.append(f"Trained for pass@{config.recipe.k}, the model reaches pass@{k} {level('bon-exact/reward', 'pass')}"
+        parts.append(f"Trained for pass@{config.k_for('bon-exact/reward')}, the model reaches pass@{k} "
+                     f"{level('bon-exact/reward', 'pass')}"
                      f" against {level('base', 'pass')} for the base ({diff('bon-exact/reward', 'base', 'pass')}) "
                      f"and {level('rloo', 'pass')} for RLOO ({diff('bon-exact/reward', 'rloo', 'pass')}).")
     if ("bon-exact/verifier", "base", "bon") in rows:
-        parts.append(f"Trained for Best-of-{config.recipe.k} by the verifier, it reaches BoN@{k} "
+        parts.append(f"Trained for Best-of-{config.k_for('bon-exact/verifier')} by the verifier, it reaches BoN@{k} "
                      f"{level('bon-exact/verifier', 'bon')} against {level('base', 'bon')} for the base "
                      f"({diff('bon-exact/verifier', 'base', 'bon')}), {level('base@best-T', 'bon')} for the base at its "
                      f"best temperature T={report['temperature_choice']['best_temperature']:g} "
