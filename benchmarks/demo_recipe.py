@@ -73,8 +73,9 @@ def main() -> None:
     arms = [a for a in ARMS if a[0] in args.arms.split(",")]
     lrs = [float(x) for x in args.lrs.split(",")]
     tuning_seeds = [int(x) for x in args.tuning_seeds.split(",")]
-    if any(0 <= t < 10 for t in tuning_seeds):
-        parser.error("--tuning-seeds must avoid 0..9: the demo fine-tunes with those seed indices")
+    if not all(10 <= t < 1000 for t in tuning_seeds):
+        parser.error("--tuning-seeds must lie in 10..999: the demo fine-tunes with indices 0, 1, 2, and a fine-tuning "
+                     "run's seed is --seed x 1000 + index, so 1000 and above would be another --seed's runs")
     runs, verifiers = [], {}
     for seed in (int(s) for s in args.seeds.split(",")):
         config = DemoConfig(out=str(out / f"seed{seed}"), setting=args.setting, seed=seed)
@@ -101,7 +102,7 @@ def main() -> None:
                                   setting, trial.recipe.temperature, seed_out / "evals" / name, progress, name)
                 k_eval = config.summary_k
                 metric = _metric(label)
-                runs.append({"seed": seed, "tuning_seed": tuning_seed, "arm": label, "lr": lr, "k": k,
+                runs.append({"seed": seed, "tuning_seed": tuning_seed, "arm": label, "lr": lr, "k": trial.k_for(label),
                              "steps": trial.recipe.steps,
                              "metric": metric, "validation": float(curves[metric][:, k_eval - 1].mean()),
                              "pass@32": float(curves["pass"][:, k_eval - 1].mean()),

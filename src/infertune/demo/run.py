@@ -22,6 +22,7 @@ import hashlib
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -51,12 +52,14 @@ RLB_ARM = ("bon-rlb", "bon-rlb", "reward", "task")
 # for rl-v) and do best at the smallest rate tried: there less training is better for them, the limit being the base
 # itself, which the demo reports (rloo's best rate for BoN@32 would be 5e-5, about a point higher there).
 DEFAULT_ARM_LRS = "rloo=2.5e-5,rl-v=1.25e-5,bon-exact/verifier=1e-4,bon-exact/reward=2e-4"
-# pass@k training's k, chosen the same way after seed 1's test runs at k = 8 had disagreed (two of three fine-tuning
-# runs lost the rarest form): at each of 1e-4, 2e-4 and 4e-4, k = 8 and k = 16 with two fine-tuning seeds (100, 101)
-# per --seed 0, 1, 2; k = 16 at 2e-4 had the best mean validation pass@32 (0.926, sd 0.027 over six runs, against
-# 0.893, sd 0.030 for k = 8; lowest run 0.898 against 0.853). With n = 32 samples per prompt, k = 16 keeps n >= 2k: a
-# prompt has a gradient while at most n - k of its samples succeed (at k = n, only with exactly one). The verifier
-# arm keeps k = 8 (its targets held at every seed; its k was not searched).
+# pass@k training's k, chosen the same way (benchmarks/results/demo_recipe_forms.json): k = 8 and k = 16 at 1e-4, 2e-4
+# and 4e-4, two fine-tuning seeds (100, 101) per --seed 0, 1, 2; k = 16 at 2e-4 had the best mean validation pass@32
+# (0.926, sd 0.027 over the six runs, against 0.893, sd 0.030, for k = 8 at 2e-4, the previous recipe). The search was
+# started after seed 1's test runs under k = 8 had disagreed (two of three lost the rarest form), so seeds 0 to 2 are
+# not held out for it. A correct sample's weight in the exact pass@k gradient, (k/n) C(n-c, k-1) / C(n-1, k-1) for c
+# correct of n, falls faster with c at larger k (at n = 32: 0.5, 0.06, 0.002 at c = 1, 4, 8 for k = 16; 0.25, 0.11,
+# 0.03 for k = 8): k = 16 spends the update on prompts with few successes, where the rare forms are needed. The
+# verifier arm keeps k = 8 (its k was not searched). With another n, the default is capped at n // 2.
 DEFAULT_ARM_KS = "bon-exact/reward=16"
 
 
@@ -118,8 +121,9 @@ class DemoConfig:
         "help": "Learning rate per arm (label=lr, comma-separated), each chosen on validation problems; an arm not "
                 "listed uses --lr."})
     arm_ks: str = field(default=DEFAULT_ARM_KS, metadata={
-        "help": "k of the Best-of-k objective per arm (label=k, comma-separated), chosen on validation problems; an "
-                "arm not listed uses --k. RLOO arms train for one sample and take no k."})
+        "help": "k of the Best-of-k objective per arm (label=k, comma-separated; overrides --k for the arms named), "
+                "chosen on validation problems; an arm not listed uses --k. RLOO arms train for one sample and take "
+                "no k. The default (pass@16 training) is capped at n // 2 when --n is changed."})
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
@@ -133,12 +137,15 @@ class DemoConfig:
         if unknown:
             raise ValueError(f"arm_lrs names unknown arms: {', '.join(sorted(unknown))}")
         ks = parse_arm_ks(self.arm_ks)
+        unknown = set(ks) - {a[0] for a in ARMS + [RLB_ARM]}
+        if unknown:
+            raise ValueError(f"arm_ks names unknown arms: {', '.join(sorted(unknown))}")
         takes_k = {a[0] for a in ARMS + [RLB_ARM] if a[1] != "rloo"}
         if set(ks) - takes_k:
             raise ValueError(f"arm_ks names arms without a k: {', '.join(sorted(set(ks) - takes_k))} (arms with a k: "
                              f"{', '.join(sorted(takes_k))})")
         too_big = {label: k for label, k in ks.items() if k > self.recipe.n}
-        if too_big:
+        if too_big and self.arm_ks != DEFAULT_ARM_KS and not self.quick:  # quick is checked once resolved
             raise ValueError(f"arm_ks: k must be at most the samples per prompt n={self.recipe.n}, got {too_big}")
 
     def lr_for(self, label: str) -> float:
@@ -148,7 +155,14 @@ class DemoConfig:
         """The arm's k; RLOO trains for one sample."""
         if any(a[0] == label and a[1] == "rloo" for a in ARMS + [RLB_ARM]):
             return 1
-        return parse_arm_ks(self.arm_ks).get(label, self.recipe.k)
+        k = parse_arm_ks(self.arm_ks).get(label, self.recipe.k)
+        return min(k, max(1, self.recipe.n // 2)) if self.arm_ks == DEFAULT_ARM_KS and label in parse_arm_ks(
+            DEFAULT_ARM_KS) else k
+
+    def arms(self) -> dict[str, dict]:
+        """Each fine-tuned arm's effective k and learning rate (what results.json records beside the recipe)."""
+        return {a[0]: {"objective": a[1], "k": self.k_for(a[0]), "lr": self.lr_for(a[0])} for a in ARMS + [RLB_ARM]
+                if a in ARMS or self.with_bon_rlb}
 
     def resolved(self) -> "DemoConfig":
         """The quick preset shrinks sizes (same pipeline; each arm's k at most half the quick n, so that the Best-of-k
@@ -189,40 +203,51 @@ def base_model(config: DemoConfig, setting: Setting, problems: Problems, progres
 
     scale = 2 / 3 if config.quick else 1.0
     folder = cache_dir() / f"demo-base-{_model_spec_key(config, setting, scale)}"
-    if (folder / "model" / "config.json").exists():
-        progress.log(f"base model: reusing {folder}")
-        stages.reused.append("base_model")
-        return folder / "model"
-    steps = int(setting.base_steps * scale)
-    model, tokenizer = tiny_model(replace(setting.model, seed=config.seed))
-    trainer = Trainer(TrainConfig(task=problems.sft_task.name, objective="sft", steps=steps,
-                                  batch_prompts=setting.base_batch, micro_batch=setting.base_batch,
-                                  lr=setting.base_lr, lr_schedule="cosine", warmup_steps=min(50, steps // 10),
-                                  eval_prompts=0, n=1, k=1, max_new_tokens=setting.max_new_tokens,
-                                  seed=config.seed, checkpoint_every=0, out=str(folder / "run")),
-                      model=model, tokenizer=tokenizer, task=problems.sft_task)
-    with progress.stage("base model (supervised)", total=steps, unit="steps") as stage:
-        trainer.run(progress=lambda row: stage.advance(1, info=f"loss {row['loss']:.3f}"))
-    return _publish(trainer, folder / "model")
-
-
-def _publish(trainer: Trainer, target: Path) -> Path:
-    """Save into a folder of this process's own, then rename it into place: two demos (or recipe runs) training the
-    same base at once each finish with a complete model, and the loser of the race uses the winner's (both ran the
-    same seeded training)."""
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="model-tmp-", dir=target.parent))
-    try:
-        trainer.save_model(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-    finally:
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / ".lock", lambda: progress.log(f"base model: waiting for another process that is "
+                                                          f"training it into {folder}")):
+        if (folder / "model" / "config.json").exists():
+            progress.log(f"base model: reusing {folder}")
+            stages.reused.append("base_model")
+            return folder / "model"
+        steps = int(setting.base_steps * scale)
+        model, tokenizer = tiny_model(replace(setting.model, seed=config.seed))
+        trainer = Trainer(TrainConfig(task=problems.sft_task.name, objective="sft", steps=steps,
+                                      batch_prompts=setting.base_batch, micro_batch=setting.base_batch,
+                                      lr=setting.base_lr, lr_schedule="cosine", warmup_steps=min(50, steps // 10),
+                                      eval_prompts=0, n=1, k=1, max_new_tokens=setting.max_new_tokens,
+                                      seed=config.seed, checkpoint_every=0, out=str(folder / "run")),
+                          model=model, tokenizer=tokenizer, task=problems.sft_task)
+        with progress.stage("base model (supervised)", total=steps, unit="steps") as stage:
+            trainer.run(progress=lambda row: stage.advance(1, info=f"loss {row['loss']:.3f}"))
+        tmp = folder / "model-tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        trainer.save_model(tmp)
+        tmp.rename(folder / "model")
+        return folder / "model"
+
+
+@contextmanager
+def _exclusive(path: Path, on_wait=None):
+    """Hold an exclusive lock on ``path`` for the block: two demos (or recipe runs) that need the same cached base
+    model at once would otherwise both train it into the same folder and break each other's files; the second waits
+    and then reuses the first one's model. Where file locks are unavailable (no fcntl), the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_model(path: Path):

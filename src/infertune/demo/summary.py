@@ -73,7 +73,7 @@ def summarise(results: dict[str, list[dict]], config, setting, quality: dict, be
               "comparisons": comparisons, "per_seed": per_seed, "verifier": quality, "mechanism": mechanism,
               "temperature_choice": {"chosen_on": "validation", "best_temperature": best_t,
                                      "by_temperature": {f"{t:g}": v for t, v in by_temperature.items()}},
-              "config": asdict(config), "plot": str(plot_path)}
+              "config": asdict(config), "arms": config.arms(), "plot": str(plot_path)}
     report["findings"] = findings(report, config)
     return report
 
