@@ -155,9 +155,12 @@ class DemoConfig:
         """The arm's k; RLOO trains for one sample."""
         if any(a[0] == label and a[1] == "rloo" for a in ARMS + [RLB_ARM]):
             return 1
-        k = parse_arm_ks(self.arm_ks).get(label, self.recipe.k)
-        return min(k, max(1, self.recipe.n // 2)) if self.arm_ks == DEFAULT_ARM_KS and label in parse_arm_ks(
-            DEFAULT_ARM_KS) else k
+        ks = parse_arm_ks(self.arm_ks)
+        if label not in ks:
+            return self.recipe.k
+        if self.arm_ks == DEFAULT_ARM_KS:  # chosen for n = 32: capped when the user changes n
+            return min(ks[label], max(1, self.recipe.n // 2))
+        return ks[label]
 
     def arms(self) -> dict[str, dict]:
         """Each fine-tuned arm's effective k and learning rate (what results.json records beside the recipe)."""
