@@ -100,6 +100,44 @@ def test_demo_configuration_errors_are_clear():
     small = DemoConfig(recipe=replace(DemoConfig().recipe, n=12))  # the default k = 16 is capped, not refused
     assert small.k_for("bon-exact/reward") == 6
     assert DemoConfig(quick=True, arm_ks="bon-exact/reward=12").resolved().k_for("bon-exact/reward") == 8
+    with pytest.raises(ValueError, match=r"arm_kls: expected label=kl_coefficient \(>= 0\)"):
+        DemoConfig(arm_kls="bon-exact/reward=-0.1")
+    with pytest.raises(ValueError, match="arm_kls names unknown arms: bogus"):
+        DemoConfig(arm_kls="bogus=0.1")
+    config = DemoConfig(arm_kls="bon-exact/reward=0.1,rloo=0")
+    assert config.kl_for("bon-exact/reward") == (0.1, 0.1) and config.kl_for("rloo") == (0.0, 0.0)
+    annealed = DemoConfig(recipe=replace(DemoConfig().recipe, kl_start=0.5, kl_end=0.05))
+    assert annealed.kl_for("rl-v") == (0.5, 0.05)  # an arm not listed keeps the recipe's own schedule
+    assert config.arms()["bon-exact/reward"]["kl"] == [0.1, 0.1]
+
+
+def test_each_arm_fine_tunes_with_its_own_kl_coefficient(tmp_path, monkeypatch):
+    """arm_kls reaches the trainer: the named arm trains with its KL penalty, the others with the recipe's."""
+    from infertune.demo import run
+    from infertune.demo.settings import get_setting
+    from infertune.progress import NullProgress
+
+    seen = {}
+
+    class RecordingTrainer:
+        def __init__(self, config, **kwargs):
+            seen[config.out] = (config.kl_start, config.kl_end, config.k, config.lr)
+            self.model, self.step = None, 0
+
+        def load_checkpoint(self):
+            return False
+
+        def run(self, progress=None):
+            pass
+
+    monkeypatch.setattr(run, "Trainer", RecordingTrainer)
+    monkeypatch.setattr(run, "load_model", lambda path: (None, None))
+    config = run.DemoConfig(arm_kls="bon-exact/reward=0.1")
+    problems = get_setting("forms").problems(0, 8, 8)
+    for arm in run.ARMS:
+        run.fine_tune(config, get_setting("forms"), problems, tmp_path, None, arm, 0, tmp_path / arm[0], NullProgress())
+    assert seen[str(tmp_path / "bon-exact/reward")] == (0.1, 0.1, 16, config.lr_for("bon-exact/reward"))
+    assert seen[str(tmp_path / "rloo")][:2] == (0.0, 0.0)
 
 
 def test_demo_problems_are_balanced_independent_and_disjoint():

@@ -61,6 +61,8 @@ DEFAULT_ARM_LRS = "rloo=2.5e-5,rl-v=1.25e-5,bon-exact/verifier=1e-4,bon-exact/re
 # 0.03 for k = 8): k = 16 spends the update on prompts with few successes, where the rare forms are needed. The
 # verifier arm keeps k = 8 (its k was not searched). With another n, the default is capped at n // 2.
 DEFAULT_ARM_KS = "bon-exact/reward=16"
+# The KL penalty per arm (TrainRecipe.kl_start = kl_end; the anchor is the EMA of the policy, starting at the base).
+DEFAULT_ARM_KLS = ""
 
 
 def default_recipe() -> TrainRecipe:
@@ -72,7 +74,7 @@ def default_recipe() -> TrainRecipe:
                        lr=2e-4)
 
 
-def parse_arm_values(text: str, field_name: str, cast, what: str) -> dict:
+def parse_arm_values(text: str, field_name: str, cast, what: str, zero_allowed: bool = False) -> dict:
     """``label=value,label=value`` -> {label: value}, with a clear error naming the field for anything else."""
     out = {}
     for item in filter(None, (x.strip() for x in text.split(","))):
@@ -81,8 +83,9 @@ def parse_arm_values(text: str, field_name: str, cast, what: str) -> dict:
             value = cast(raw)
         except ValueError:
             value = None
-        if not sep or value is None or not value > 0:
-            raise ValueError(f"{field_name}: expected label={what} (positive), got {item!r}")
+        if not sep or value is None or not (value >= 0 if zero_allowed else value > 0):
+            raise ValueError(f"{field_name}: expected label={what} ({'>= 0' if zero_allowed else 'positive'}), "
+                             f"got {item!r}")
         out[label.strip()] = value
     return out
 
@@ -95,9 +98,13 @@ def parse_arm_ks(text: str) -> dict[str, int]:
     return parse_arm_values(text, "arm_ks", int, "k")
 
 
+def parse_arm_kls(text: str) -> dict[str, float]:
+    return parse_arm_values(text, "arm_kls", float, "kl_coefficient", zero_allowed=True)
+
+
 @dataclass
 class DemoConfig:
-    """Sizes of the demo. The defaults take about 12.5 minutes on 2 CPU cores, about 15 with set-up; see the
+    """Sizes of the demo. The defaults take about 13 minutes on 2 CPU cores, under 14 with set-up; see the
     README."""
 
     out: str = field(default="infertune-demo", metadata={"help": "Folder for every output of the demo."})
@@ -124,6 +131,9 @@ class DemoConfig:
         "help": "k of the Best-of-k objective per arm (label=k, comma-separated; overrides --k for the arms named), "
                 "chosen on validation problems; an arm not listed uses --k. RLOO arms train for one sample and take "
                 "no k. The default (pass@16 training) is capped at n // 2 when --n is changed."})
+    arm_kls: str = field(default=DEFAULT_ARM_KLS, metadata={
+        "help": "KL coefficient per arm (label=coefficient, comma-separated; 0 turns it off), chosen on validation "
+                "problems; an arm not listed uses --kl-start and --kl-end."})
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
@@ -133,9 +143,10 @@ class DemoConfig:
             raise ValueError(f"summary_k must lie in 1..eval_n, got {self.summary_k} with eval_n={self.eval_n}")
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
             raise ValueError("temperatures must be positive")
-        unknown = set(parse_arm_lrs(self.arm_lrs)) - {a[0] for a in ARMS + [RLB_ARM]}
-        if unknown:
-            raise ValueError(f"arm_lrs names unknown arms: {', '.join(sorted(unknown))}")
+        for name, values in (("arm_lrs", parse_arm_lrs(self.arm_lrs)), ("arm_kls", parse_arm_kls(self.arm_kls))):
+            unknown = set(values) - {a[0] for a in ARMS + [RLB_ARM]}
+            if unknown:
+                raise ValueError(f"{name} names unknown arms: {', '.join(sorted(unknown))}")
         ks = parse_arm_ks(self.arm_ks)
         unknown = set(ks) - {a[0] for a in ARMS + [RLB_ARM]}
         if unknown:
@@ -151,6 +162,11 @@ class DemoConfig:
     def lr_for(self, label: str) -> float:
         return parse_arm_lrs(self.arm_lrs).get(label, self.recipe.lr)
 
+    def kl_for(self, label: str) -> tuple[float, float]:
+        """The arm's KL coefficient at the first and the last step."""
+        kls = parse_arm_kls(self.arm_kls)
+        return (kls[label], kls[label]) if label in kls else (self.recipe.kl_start, self.recipe.kl_end)
+
     def k_for(self, label: str) -> int:
         """The arm's k; RLOO trains for one sample."""
         if any(a[0] == label and a[1] == "rloo" for a in ARMS + [RLB_ARM]):
@@ -164,7 +180,8 @@ class DemoConfig:
 
     def arms(self) -> dict[str, dict]:
         """Each fine-tuned arm's effective k and learning rate (what results.json records beside the recipe)."""
-        return {a[0]: {"objective": a[1], "k": self.k_for(a[0]), "lr": self.lr_for(a[0])} for a in ARMS + [RLB_ARM]
+        return {a[0]: {"objective": a[1], "k": self.k_for(a[0]), "lr": self.lr_for(a[0]),
+                       "kl": list(self.kl_for(a[0]))} for a in ARMS + [RLB_ARM]
                 if a in ARMS or self.with_bon_rlb}
 
     def resolved(self) -> "DemoConfig":
@@ -372,8 +389,9 @@ def fine_tune(config: DemoConfig, setting: Setting, problems: Problems, base: Pa
     recipe = config.recipe
     model, tok = load_model(base)
     k = config.k_for(label)
+    kl_start, kl_end = config.kl_for(label)
     train_config = TrainConfig(
-        **{**asdict(recipe), "k": k, "lr": config.lr_for(label)}, task=problems.train_task.name, objective=objective,
+        **{**asdict(recipe), "k": k, "lr": config.lr_for(label), "kl_start": kl_start, "kl_end": kl_end}, task=problems.train_task.name, objective=objective,
         verifier="learned" if selects_by == "verifier" or optimises == "verifier" else "reward", reward=optimises,
         eval_prompts=0, seed=config.seed * 1000 + seed_index, checkpoint_every=max(1, recipe.steps // 2),
         out=str(out))
