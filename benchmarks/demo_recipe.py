@@ -14,7 +14,7 @@ solution form in its validation samples); the last line is one JSON object with 
 spread, the winner per arm and the ``--arm-lrs`` and ``--arm-ks`` values they make.
 
     python benchmarks/demo_recipe.py [--setting forms] [--seeds 0,1,2] [--lrs 5e-5,1e-4,2e-4] [--arms rloo,rl-v]
-        [--ks 8,16] [--tuning-seeds 100,101]
+        [--ks 8,16] [--kls 0,0.1] [--tuning-seeds 100,101]
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ def _metric(label: str) -> str:
 
 
 def choose(runs: list[dict]) -> dict:
-    """Per arm, the (lr, k) with the best mean validation figure over its replicates, with the spread beside it."""
+    """Per arm, the (lr, k, KL coefficient) with the best mean validation figure over its replicates, with the spread
+    beside it (runs recorded before the KL coefficient was searched had none)."""
     table: dict[str, dict] = {}
     for run in runs:
-        cell = table.setdefault(run["arm"], {}).setdefault((run["lr"], run["k"]), [])
+        cell = table.setdefault(run["arm"], {}).setdefault((run["lr"], run["k"], run.get("kl", 0.0)), [])
         cell.append(run["validation"])
     best = {}
     for label, cells in table.items():
-        summary = [{"arm": label, "lr": lr, "k": k, "metric": _metric(label), "replicates": len(v),
+        summary = [{"arm": label, "lr": lr, "k": k, "kl": kl, "metric": _metric(label), "replicates": len(v),
                     "mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
-                    "values": [round(x, 4) for x in v]} for (lr, k), v in sorted(cells.items())]
+                    "values": [round(x, 4) for x in v]} for (lr, k, kl), v in sorted(cells.items())]
         best[label] = {"chosen": max(summary, key=lambda s: s["mean"]), "grid": summary}
     return best
 
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--lrs", default="1.25e-5,2.5e-5,5e-5,1e-4,2e-4,4e-4")
     parser.add_argument("--arms", default=",".join(a[0] for a in ARMS), help="Arm labels to tune.")
     parser.add_argument("--ks", default="8")
+    parser.add_argument("--kls", default="0", help="KL coefficients to try (kl_start = kl_end; 0: none). A rare form "
+                        "that a run loses for good could be held by the KL term, at a price in the mean.")
     parser.add_argument("--tuning-seeds", default=str(TUNING_SEED_INDEX),
                         help="Fine-tuning seed indices per (seed, rate, k): more than one measures how much a rate "
                              "depends on the fine-tuning seed (the demo uses 0, 1, 2; keep these out of that range).")
@@ -72,6 +75,7 @@ def main() -> None:
     out = Path(args.out or tempfile.mkdtemp(prefix="infertune-recipe-"))
     arms = [a for a in ARMS if a[0] in args.arms.split(",")]
     lrs = [float(x) for x in args.lrs.split(",")]
+    kls = [float(x) for x in args.kls.split(",")]
     tuning_seeds = [int(x) for x in args.tuning_seeds.split(",")]
     if not all(10 <= t < 1000 for t in tuning_seeds):
         parser.error("--tuning-seeds must lie in 10..999: the demo fine-tunes with indices 0, 1, 2, and a fine-tuning "
@@ -91,10 +95,11 @@ def main() -> None:
         for arm in arms:
             label, objective = arm[0], arm[1]
             ks = [int(x) for x in args.ks.split(",")] if objective == "bon-exact" else [config.recipe.k]
-            for lr, k, tuning_seed in ((lr, k, t) for lr in lrs for k in ks for t in tuning_seeds):
+            for lr, k, kl, tuning_seed in ((lr, k, kl, t) for lr in lrs for k in ks for kl in kls
+                                           for t in tuning_seeds):
                 trial = replace(config, recipe=replace(config.recipe, k=k), arm_lrs=f"{label}={lr}",
-                                arm_ks=f"{label}={k}" if objective != "rloo" else "")
-                name = f"{label.replace('/', '-')}-lr{lr:g}-k{k}" + (
+                                arm_ks=f"{label}={k}" if objective != "rloo" else "", arm_kls=f"{label}={kl}")
+                name = f"{label.replace('/', '-')}-lr{lr:g}-k{trial.k_for(label)}" + (f"-kl{kl:g}" if kl else "") + (
                     f"-t{tuning_seed}" if tuning_seed != TUNING_SEED_INDEX else "")
                 model, tok = fine_tune(trial, setting, problems, base, verifier, arm, tuning_seed,
                                        seed_out / "train" / name, progress)
@@ -103,6 +108,7 @@ def main() -> None:
                 k_eval = config.summary_k
                 metric = _metric(label)
                 runs.append({"seed": seed, "tuning_seed": tuning_seed, "arm": label, "lr": lr, "k": trial.k_for(label),
+                             "kl": kl,
                              "steps": trial.recipe.steps,
                              "metric": metric, "validation": float(curves[metric][:, k_eval - 1].mean()),
                              "pass@32": float(curves["pass"][:, k_eval - 1].mean()),
@@ -114,9 +120,10 @@ def main() -> None:
     arm_lrs = ",".join(f"{label}={b['chosen']['lr']:g}" for label, b in best.items())
     arm_ks = ",".join(f"{label}={b['chosen']['k']}" for label, b in best.items()
                       if dict((a[0], a[1]) for a in ARMS)[label] != "rloo")
+    arm_kls = ",".join(f"{label}={b['chosen']['kl']:g}" for label, b in best.items() if b["chosen"]["kl"])
     print(json.dumps({"setting": args.setting, "seeds": args.seeds, "tuning_seeds": tuning_seeds,
                       "validation_problems": DemoConfig(out="").validation_prompts, "verifier_auc": verifiers,
-                      "runs": runs, "best": best, "arm_lrs": arm_lrs, "arm_ks": arm_ks,
+                      "runs": runs, "best": best, "arm_lrs": arm_lrs, "arm_ks": arm_ks, "arm_kls": arm_kls,
                       "seconds": round(time.perf_counter() - started, 1), "out": str(out)}))
 
 
