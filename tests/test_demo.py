@@ -71,6 +71,12 @@ def test_a_folder_written_under_another_setting_recipe_is_refused(tmp_path, monk
     config = DemoConfig(out=str(tmp_path / "demo"))
     claim_output_folder(config, tmp_path / "demo")
     claim_output_folder(config, tmp_path / "demo")  # the same recipe resumes
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    del manifest["arm_kls"]  # a folder written before the field existed ran with its default: it resumes
+    (tmp_path / "demo" / "manifest.json").write_text(json.dumps(manifest))
+    claim_output_folder(config, tmp_path / "demo")
+    with pytest.raises(ValueError, match="arm_kls differ"):
+        claim_output_folder(replace(config, arm_kls="bon-exact/reward=0.1"), tmp_path / "demo")
     changed = replace(settings.SETTINGS["forms"], verifier_prompts=settings.SETTINGS["forms"].verifier_prompts // 2)
     monkeypatch.setitem(settings.SETTINGS, "forms", changed)
     with pytest.raises(ValueError, match="setting_recipe"):
@@ -132,12 +138,22 @@ def test_each_arm_fine_tunes_with_its_own_kl_coefficient(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run, "Trainer", RecordingTrainer)
     monkeypatch.setattr(run, "load_model", lambda path: (None, None))
-    config = run.DemoConfig(arm_kls="bon-exact/reward=0.1")
+    # The recipe anneals its own KL: the arms not named must train with that schedule, not with 0.
+    recipe = replace(run.DemoConfig().recipe, kl_start=0.5, kl_end=0.05)
+    config = run.DemoConfig(recipe=recipe, arm_kls="bon-exact/reward=0.1", arm_lrs="bon-exact/reward=3e-4")
     problems = get_setting("forms").problems(0, 8, 8)
     for arm in run.ARMS:
         run.fine_tune(config, get_setting("forms"), problems, tmp_path, None, arm, 0, tmp_path / arm[0], NullProgress())
-    assert seen[str(tmp_path / "bon-exact/reward")] == (0.1, 0.1, 16, config.lr_for("bon-exact/reward"))
-    assert seen[str(tmp_path / "rloo")][:2] == (0.0, 0.0)
+    assert seen[str(tmp_path / "bon-exact/reward")] == (0.1, 0.1, 16, 3e-4)
+    for label in ("rloo", "rl-v", "bon-exact/verifier"):
+        assert seen[str(tmp_path / label)][:2] == (0.5, 0.05), label
+
+
+def test_demo_cli_passes_arm_kls_through(tmp_path):
+    """--arm-kls maps onto DemoConfig.arm_kls: a bad value is refused by name before anything runs."""
+    result = CliRunner().invoke(app, ["demo", "--arm-kls", "bogus=0.1", "--out", str(tmp_path / "demo")])
+    assert result.exit_code != 0 and "arm_kls names unknown arms: bogus" in result.output, result.output
+    assert not (tmp_path / "demo").exists()
 
 
 def test_demo_problems_are_balanced_independent_and_disjoint():

@@ -391,7 +391,8 @@ def fine_tune(config: DemoConfig, setting: Setting, problems: Problems, base: Pa
     k = config.k_for(label)
     kl_start, kl_end = config.kl_for(label)
     train_config = TrainConfig(
-        **{**asdict(recipe), "k": k, "lr": config.lr_for(label), "kl_start": kl_start, "kl_end": kl_end}, task=problems.train_task.name, objective=objective,
+        **{**asdict(recipe), "k": k, "lr": config.lr_for(label), "kl_start": kl_start, "kl_end": kl_end},
+        task=problems.train_task.name, objective=objective,
         verifier="learned" if selects_by == "verifier" or optimises == "verifier" else "reward", reward=optimises,
         eval_prompts=0, seed=config.seed * 1000 + seed_index, checkpoint_every=max(1, recipe.steps // 2),
         out=str(out))
@@ -419,7 +420,9 @@ def claim_output_folder(config: DemoConfig, out: Path) -> None:
     path = out / "manifest.json"
     if path.exists():
         found = json.loads(path.read_text())
-        differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
+        # A field added since the folder was written ran with its default there (the behaviour before it existed).
+        defaults = json.loads(json.dumps(asdict(DemoConfig()), default=str))
+        differ = sorted(k for k in set(found) | set(wanted) if found.get(k, defaults.get(k)) != wanted.get(k))
         if differ:
             raise ValueError(f"{out} holds a demo run with another configuration ({', '.join(differ)} differ); "
                              "choose another --out or delete the folder")
