@@ -179,7 +179,8 @@ class DemoConfig:
         return ks[label]
 
     def arms(self) -> dict[str, dict]:
-        """Each fine-tuned arm's effective k and learning rate (what results.json records beside the recipe)."""
+        """Each fine-tuned arm's effective k, learning rate and KL coefficients (what results.json records beside the
+        recipe)."""
         return {a[0]: {"objective": a[1], "k": self.k_for(a[0]), "lr": self.lr_for(a[0]),
                        "kl": list(self.kl_for(a[0]))} for a in ARMS + [RLB_ARM]
                 if a in ARMS or self.with_bon_rlb}
