@@ -10,7 +10,8 @@ its test problems) and prints one JSON line per variant: pass@1, pass@32 and the
     python benchmarks/demo_form_loss.py --seed 1 --index 0 --variants base,warmup=5,kl=0.02,kl=0.1,kl=0.5
 
 A variant is ``base`` (the demo's recipe) or comma-free ``field=value`` pairs joined by ``+`` (``kl=0.1`` sets
-kl_start and kl_end; ``warmup=5`` sets warmup_steps; ``lr=1e-4`` the arm's learning rate).
+kl_start and kl_end; ``warmup=5`` sets warmup_steps; ``lr=1e-4`` the arm's learning rate; ``k=8`` its k;
+``batch=32`` prompts per step and ``n=16`` samples per prompt, the same budget as 16 x 32).
 """
 
 from __future__ import annotations
@@ -42,15 +43,20 @@ def variant_config(config: DemoConfig, label: str, variant: str) -> DemoConfig:
             recipe = replace(recipe, warmup_steps=int(value))
         elif name == "lr":
             config = replace(config, arm_lrs=f"{label}={float(value)}")
+        elif name == "k":
+            config = replace(config, arm_ks=f"{label}={int(value)}")
+        elif name in ("batch", "n"):
+            recipe = replace(recipe, **{"batch_prompts" if name == "batch" else "n": int(value)})
         else:
-            raise ValueError(f"variant {variant!r}: unknown field {name!r} (kl, warmup, lr)")
+            raise ValueError(f"variant {variant!r}: unknown field {name!r} (kl, warmup, lr, k, batch, n)")
     return replace(config, recipe=recipe)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=1, help="The demo's --seed.")
-    parser.add_argument("--index", type=int, default=0, help="The demo's fine-tuning seed index (0, 1 or 2).")
+    parser.add_argument("--index", type=int, default=0, help="The fine-tuning seed index: 0, 1 or 2 re-run the "
+                        "demo's own runs; 10..999 are the recipe search's (demo_recipe.py --tuning-seeds).")
     parser.add_argument("--arm", default="bon-exact/reward")
     parser.add_argument("--variants", default="base,kl=0.1")
     parser.add_argument("--out", default=None)
