@@ -9,7 +9,8 @@ Stages, each written to disk before the next starts so an interrupted demo resum
    cheap alternative to fine-tuning).
 4. Fine-tuning: copies of the base, the same sample budget each, several seeds: RLOO on the reward (trains for one
    sample), RLOO on the verifier's score (what people do with only a reward model), the exact Best-of-k gradient
-   selecting by the verifier and judged by the reward, and the same selecting by the reward (pass@k).
+   selecting by the verifier and judged by the reward, and the same selecting by the reward (pass@k). The runs,
+   and the evaluations, go side by side in worker processes (``jobs``).
 5. Evaluation: test problems never used for any choice, n samples each, written scored into a sample store per
    model (``infertune report`` reopens it), curves from the evaluation core.
 6. Summary: method-level intervals (a random-effects model over problems and fine-tuning seeds), the comparisons
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infertune.demo import jobs
 from infertune.demo.settings import Problems, Setting, get_setting
 from infertune.demo.summary import summarise
 from infertune.evaluation import EvalConfig, per_prompt_curves
@@ -67,9 +69,9 @@ DEFAULT_ARM_KLS = ""
 
 def default_recipe() -> TrainRecipe:
     """The fine-tuning budget of every arm: 25 steps x 16 prompts x 32 samples = 12,800 completions per run (what
-    four arms x three seeds fit in 15 minutes on 2 cores). The learning rate, and k for the Best-of-k arms, are each
-    arm's own, chosen on the forms setting's validation problems (``DemoConfig.arm_lrs`` and ``arm_ks``,
-    benchmarks/demo_recipe.py)."""
+    four arms x four seeds fit in 15 minutes on 2 cores, two runs at a time). The learning rate, and k for the
+    Best-of-k arms, are each arm's own, chosen on the forms setting's validation problems (``DemoConfig.arm_lrs`` and
+    ``arm_ks``, benchmarks/demo_recipe.py)."""
     return TrainRecipe(n=32, k=8, temperature=1.0, max_new_tokens=16, steps=25, batch_prompts=16, micro_batch=512,
                        lr=2e-4)
 
@@ -112,7 +114,9 @@ class DemoConfig:
         "help": "forms (the base has a skewed prior over solution forms and the verifier a blind spot: the "
                 "mechanism is present) or balanced (the negative control: nothing for Best-of-N training to fix)."})
     quick: bool = field(default=False, metadata={"help": "The same pipeline at reduced size (under 3 minutes)."})
-    seeds: int = field(default=3, metadata={"help": "Independent fine-tuning runs per arm."})
+    seeds: int = field(default=4, metadata={
+        "help": "Independent fine-tuning runs per arm (their spread is part of every interval; four since one run "
+                "in about thirty loses a rare form, see the README)."})
     with_bon_rlb: bool = field(default=False, metadata={"help": "Also fine-tune with BoN-RLB (Chow et al.)."})
     recipe: TrainRecipe = field(default_factory=default_recipe)
     validation_prompts: int = field(default=100, metadata={
@@ -134,11 +138,17 @@ class DemoConfig:
     arm_kls: str = field(default=DEFAULT_ARM_KLS, metadata={
         "help": "KL coefficient per arm (label=coefficient, comma-separated; 0 turns it off), chosen on validation "
                 "problems; an arm not listed uses --kl-start and --kl-end."})
+    workers: int = field(default=0, metadata={
+        "help": "Fine-tuning runs and evaluations done at once, each in its own process at cores / workers threads "
+                "(0: one per core; 1: one after another in this process). An execution setting: a folder written with "
+                "another value resumes."})
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
         if self.seeds < 1 or self.eval_prompts < 1 or self.validation_prompts < 1:
             raise ValueError("seeds, eval_prompts and validation_prompts must be at least 1")
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (one per core) or more, got {self.workers}")
         if not 1 <= self.summary_k <= self.eval_n:
             raise ValueError(f"summary_k must lie in 1..eval_n, got {self.summary_k} with eval_n={self.eval_n}")
         if not self.temperatures or any(t <= 0 for t in self.temperatures):
@@ -407,13 +417,16 @@ def fine_tune(config: DemoConfig, setting: Setting, problems: Problems, base: Pa
     return trainer.model, tok
 
 
+# Fields that say where and how the demo runs, not what it computes: a folder resumes whatever they were.
+EXECUTION_FIELDS = ("out", "workers")
 MANIFEST_VERSION = 4  # bump when a stage's outputs change meaning (4: the setting's recipe is recorded too)
 
 
 def claim_output_folder(config: DemoConfig, out: Path) -> None:
     """Resume only what this configuration wrote: the folder's manifest records the configuration its stages ran
     with, and a different one is refused (naming the fields) rather than mixed into the results."""
-    wanted = {k: v for k, v in json.loads(json.dumps(asdict(config), default=str)).items() if k != "out"}
+    wanted = {k: v for k, v in json.loads(json.dumps(asdict(config), default=str)).items()
+              if k not in EXECUTION_FIELDS}
     wanted["manifest_version"] = MANIFEST_VERSION
     setting = get_setting(config.setting)  # its recipe (base and verifier sizes, steps) is part of what ran
     wanted["setting_recipe"] = {f.name: repr(getattr(setting, f.name)) for f in fields(setting)
@@ -456,49 +469,51 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> dict:
     progress.log(f"verifier: AUC {quality['auc']:.3f}, accuracy {quality['accuracy']:.3f} on {quality['samples']} "
                  f"base samples of other training prompts")
 
-    def evaluated(name: str, make_model, temperature: float, problem_set: list, kind: str) -> dict:
-        path = out / "evals" / f"{name}.npz"
-        if path.exists():
-            stages.reused.append(name)
-            return dict(np.load(path))
-        model, tok = make_model()
-        owner = problems.validation_task if problem_set is problems.validation else problems.test_task
-        curves = stages.timed(kind, lambda: evaluate(model, tok, problem_set, owner, verifier, config, setting,
-                                                     temperature, out / "evals" / name, progress, name))
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **curves)
-        tmp.rename(path)
-        return curves
+    context = jobs.Context(config=config, base=str(base), out=str(out))
+    with jobs.Workers(config.workers) as workers:  # started when first needed, kept for every phase
 
-    # The control: the base at its best temperature for Best-of-N, chosen on validation problems only.
-    k = config.summary_k
-    by_temperature = {}
-    for t in config.temperatures:
-        curves = evaluated(f"validation-base-T{t:g}", lambda: load_model(base), t, problems.validation, "temperature")
-        by_temperature[t] = {"bon": float(curves["bon"][:, k - 1].mean()), "pass": float(curves["pass"][:, k - 1].mean())}
-    best_t = max(config.temperatures, key=lambda t: (by_temperature[t]["bon"], -abs(t - config.recipe.temperature)))
-    progress.log(f"base's best temperature for Best-of-{k} on validation: T={best_t:g} "
-                 f"(BoN@{k} {by_temperature[best_t]['bon']:.3f})")
+        def evaluations(wanted: list[jobs.EvalJob], title: str, kind: str) -> dict[str, dict]:
+            """The curves of each evaluation, from disk where an earlier run wrote them, the rest computed."""
+            missing = [job for job in wanted if not jobs.curves_path(out, job.name).exists()]
+            stages.reused.extend(job.name for job in wanted if job not in missing)
+            if missing:
+                seconds = jobs.run_jobs(missing, context, progress, title, "prompts", workers)
+                stages.seconds[kind] = round(stages.seconds.get(kind, 0.0) + seconds, 2)
+            return {job.name: dict(np.load(jobs.curves_path(out, job.name))) for job in wanted}
 
-    results: dict[str, list[dict]] = {
-        "base": [evaluated("base", lambda: load_model(base), config.recipe.temperature, problems.test, "evaluate")],
-        "base@best-T": [evaluated(f"base-T{best_t:g}", lambda: load_model(base), best_t, problems.test,
-                                  "evaluate")]}
-    arms = ARMS + ([RLB_ARM] if config.with_bon_rlb else [])
-    for arm in arms:
-        label = arm[0]
-        results[label] = []
-        for s in range(config.seeds):
-            name = f"{label.replace('/', '-')}-seed{s}"
+        # The control: the base at its best temperature for Best-of-N, chosen on validation problems only.
+        k = config.summary_k
+        temperature_jobs = [jobs.EvalJob(f"validation-base-T{t:g}", str(base), t, "validation")
+                            for t in config.temperatures]
+        by_name = evaluations(temperature_jobs, "base on validation problems at each temperature", "temperature")
+        by_temperature = {t: {"bon": float(by_name[job.name]["bon"][:, k - 1].mean()),
+                              "pass": float(by_name[job.name]["pass"][:, k - 1].mean())}
+                          for t, job in zip(config.temperatures, temperature_jobs)}
+        best_t = max(config.temperatures, key=lambda t: (by_temperature[t]["bon"], -abs(t - config.recipe.temperature)))
+        progress.log(f"base's best temperature for Best-of-{k} on validation: T={best_t:g} "
+                     f"(BoN@{k} {by_temperature[best_t]['bon']:.3f})")
 
-            def make(arm=arm, s=s, name=name):
-                return stages.timed("fine_tune", lambda: fine_tune(config, setting, problems, base, verifier, arm,
-                                                                  s, out / "train" / name, progress))
-
-            curves = evaluated(name, make, config.recipe.temperature, problems.test, "evaluate")
-            results[label].append(curves)
-            progress.log(f"{label} seed {s}: pass@{k} {curves['pass'][:, k - 1].mean():.3f}, "
-                         f"BoN@{k} {curves['bon'][:, k - 1].mean():.3f}")
+        # Every arm's fine-tuning runs, then every test evaluation (the base's two and each run's).
+        arms = ARMS + ([RLB_ARM] if config.with_bon_rlb else [])
+        runs = {arm[0]: [jobs.FineTuneJob(arm, s, str(out / "train" / f"{arm[0].replace('/', '-')}-seed{s}"))
+                         for s in range(config.seeds)] for arm in arms}
+        run_name = {job: f"{job.arm[0].replace('/', '-')}-seed{job.index}" for group in runs.values() for job in group}
+        to_train = [job for job, name in run_name.items()
+                    if not jobs.curves_path(out, name).exists() and not (job.model / "config.json").exists()]
+        if to_train:
+            stages.seconds["fine_tune"] = round(jobs.run_jobs(to_train, context, progress, "fine-tune", "steps",
+                                                              workers), 2)
+        base_jobs = [jobs.EvalJob("base", str(base), config.recipe.temperature, "test"),
+                     jobs.EvalJob(f"base-T{best_t:g}", str(base), best_t, "test")]
+        run_jobs_ = [jobs.EvalJob(run_name[job], str(job.model), config.recipe.temperature, "test")
+                     for group in runs.values() for job in group]
+        curves = evaluations(base_jobs + run_jobs_, "evaluate on test problems", "evaluate")
+        results: dict[str, list[dict]] = {"base": [curves["base"]], "base@best-T": [curves[f"base-T{best_t:g}"]]}
+        for label, group in runs.items():
+            results[label] = [curves[run_name[job]] for job in group]
+            for job, run_curves in zip(group, results[label]):
+                progress.log(f"{label} seed {job.index}: pass@{k} {run_curves['pass'][:, k - 1].mean():.3f}, "
+                             f"BoN@{k} {run_curves['bon'][:, k - 1].mean():.3f}")
 
     report = stages.timed("report", lambda: summarise(results, config, setting, quality, best_t, by_temperature,
                                                       out))

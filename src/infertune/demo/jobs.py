@@ -1,0 +1,287 @@
+"""The demo's independent pieces of work (fine-tuning runs, evaluations) run side by side in worker processes.
+
+A tiny model's training step and sampling are made of small tensor operations that one core runs almost as fast as
+two, so on a 2-core machine two runs at one thread each finish sooner than the same two runs one after the other at
+two threads (fine-tuning: about 25 s per run against 35; see the README). Each job writes its result to disk (a
+trained model, an evaluation's curves) before it returns, so an interrupted demo resumes from the jobs that
+finished, and it rebuilds what it needs (problems, verifier) from the configuration and the output folder, so
+nothing but small descriptions crosses a process boundary. The workers' progress comes back through a queue and is
+shown as one stage with the active jobs named.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as queue_module
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from infertune.progress import Progress
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every job of one demo shares: the configuration (already resolved), the base model and the output
+    folder (which holds the fitted verifier)."""
+
+    config: object  # DemoConfig; typed loosely to keep this module free of an import cycle with run.py
+    base: str
+    out: str
+
+
+@dataclass(frozen=True)
+class FineTuneJob:
+    """One fine-tuning run of one arm; the trained model lands in ``folder/final``."""
+
+    arm: tuple
+    index: int
+    folder: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm[0]} seed {self.index}"
+
+    @property
+    def model(self) -> Path:
+        return Path(self.folder) / "final"
+
+    def size(self, context: Context) -> int:
+        return context.config.recipe.steps
+
+    def run(self, context: Context, progress: Progress) -> None:
+        from infertune.demo import run
+
+        config, setting, problems, verifier = _inputs(context)
+        model, tok = run.fine_tune(config, setting, problems, Path(context.base), verifier, self.arm, self.index,
+                                   Path(self.folder), progress)
+        tmp = Path(self.folder) / ".final-tmp"
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.rename(self.model)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One model sampled on the validation or test problems; its curves land in ``evals/{name}.npz``."""
+
+    name: str
+    model: str
+    temperature: float
+    split: str  # "validation" or "test"
+
+    def size(self, context: Context) -> int:
+        config = context.config
+        return config.validation_prompts if self.split == "validation" else config.eval_prompts
+
+    def run(self, context: Context, progress: Progress) -> None:
+        from infertune.demo import run
+
+        config, setting, problems, verifier = _inputs(context)
+        model, tok = run.load_model(Path(self.model))
+        validation = self.split == "validation"
+        problem_set = problems.validation if validation else problems.test
+        task = problems.validation_task if validation else problems.test_task
+        curves = run.evaluate(model, tok, problem_set, task, verifier, config, setting, self.temperature,
+                              Path(context.out) / "evals" / self.name, progress, self.name)
+        path = curves_path(context.out, self.name)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **curves)
+        tmp.rename(path)
+
+
+def _inputs(context: Context):
+    """The configuration, setting, problems and fitted verifier, rebuilt from the context (cheap: the problems are
+    procedural and the verifier is small)."""
+    from infertune.demo.settings import get_setting
+    from infertune.verify.learned_rm import LearnedRewardModel
+
+    config = context.config
+    setting = get_setting(config.setting)
+    problems = setting.problems(config.seed, config.validation_prompts, config.eval_prompts)
+    return config, setting, problems, LearnedRewardModel.load(Path(context.out) / "verifier")
+
+
+def curves_path(out: Path | str, name: str) -> Path:
+    return Path(out) / "evals" / f"{name}.npz"
+
+
+def run_job(job, context: Context, progress: Progress, threads: int | None = None) -> float:
+    """Do one job (anything with ``name``, ``size(context)`` and ``run(context, progress)``) in whichever process
+    calls it, at ``threads`` torch threads if given; returns its wall time in seconds."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    job.run(context, progress)
+    return time.perf_counter() - started
+
+
+class _QueueProgress:
+    """A worker's Progress: every advance and log line goes to the parent through ``events``."""
+
+    def __init__(self, events, job: str) -> None:
+        self.events, self.job = events, job
+
+    def stage(self, name: str, total: float | None = None, unit: str = ""):
+        return _QueueStage(self.events, self.job)
+
+    def log(self, message: str) -> None:
+        self.events.put(("log", self.job, message))
+
+
+class _QueueStage:
+    def __init__(self, events, job: str) -> None:
+        self.events, self.job = events, job
+
+    def advance(self, amount: float = 1, info: str = "") -> None:
+        self.events.put(("advance", self.job, (amount, info)))
+
+    def __enter__(self) -> "_QueueStage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+def _worker(job, context: Context, events, threads: int) -> float:
+    return run_job(job, context, _QueueProgress(events, job.name), threads)
+
+
+class _Board:
+    """The parent's one stage: advances from every job, and the active jobs' progress as its info."""
+
+    def __init__(self, stage, sizes: dict[str, int]) -> None:
+        self.stage, self.sizes = stage, sizes
+        self.done = dict.fromkeys(sizes, 0.0)
+        self.active: list[str] = []
+
+    def advance(self, job: str, amount: float) -> None:
+        amount = min(amount, self.sizes[job] - self.done[job])  # a stage that overshoots cannot overfill the bar
+        self.done[job] += amount
+        if job not in self.active:
+            self.active.append(job)
+        if self.done[job] >= self.sizes[job]:
+            self.active.remove(job)
+        info = "; ".join(f"{j} {self.done[j]:g}/{self.sizes[j]}" for j in self.active)
+        self.stage.advance(amount, info=info)
+
+    def finish(self, job: str) -> None:
+        """A job that returned counts in full, whatever it reported on the way."""
+        self.advance(job, self.sizes[job] - self.done[job])
+
+
+class _BoardStage:
+    def __init__(self, board: _Board, job: str) -> None:
+        self.board, self.job = board, job
+
+    def advance(self, amount: float = 1, info: str = "") -> None:
+        self.board.advance(self.job, amount)
+
+    def __enter__(self) -> "_BoardStage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+
+class _LocalProgress:
+    """The in-process Progress for one job: its advances go straight to the board."""
+
+    def __init__(self, board: _Board, parent: Progress, job: str) -> None:
+        self.board, self.parent, self.job = board, parent, job
+
+    def stage(self, name: str, total: float | None = None, unit: str = "") -> _BoardStage:
+        return _BoardStage(self.board, self.job)
+
+    def log(self, message: str) -> None:
+        self.parent.log(f"{self.job}: {message}")
+
+
+class Workers:
+    """Worker processes kept for the whole demo, started when first needed (each start imports torch: seconds), so
+    that its phases (temperature grid, fine-tuning, evaluation) reuse them. ``count`` 0 means one per core; each
+    worker runs torch at cores // count threads. Use as a context manager: leaving it stops the workers."""
+
+    def __init__(self, count: int = 0) -> None:
+        self.cores = os.cpu_count() or 1
+        self.count = count or self.cores
+        self.threads = max(1, self.cores // self.count)
+        self._stack = None
+        self._pool = self.events = None
+
+    def pool(self):
+        if self._pool is None:
+            import multiprocessing
+            from contextlib import ExitStack
+
+            spawn = multiprocessing.get_context("spawn")  # fork after torch has started its threads is unsafe
+            self._stack = ExitStack()
+            manager = self._stack.enter_context(spawn.Manager())
+            self.events = manager.Queue()
+            self._pool = self._stack.enter_context(ProcessPoolExecutor(self.count, mp_context=spawn))
+        return self._pool
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stack is not None:
+            self._stack.close()
+        self._stack = self._pool = self.events = None
+
+
+def run_jobs(jobs: list, context: Context, progress: Progress, title: str, unit: str, workers: Workers) -> float:
+    """Run ``jobs`` under one progress stage, at most ``workers.count`` at a time in the worker processes (in this
+    process when there is one worker or one job); returns the wall time. A job's error stops the rest (those not
+    started; one under way runs to its end) and is raised here."""
+    if not jobs:
+        return 0.0
+    started = time.perf_counter()
+    sizes = {job.name: job.size(context) for job in jobs}
+    parallel = min(workers.count, len(jobs))
+    with progress.stage(f"{title} ({len(jobs)}, {parallel} at a time)" if parallel > 1 else title,
+                        total=sum(sizes.values()), unit=unit) as stage:
+        board = _Board(stage, sizes)
+        if parallel == 1:
+            for job in jobs:
+                run_job(job, context, _LocalProgress(board, progress, job.name))
+                board.finish(job.name)
+        else:
+            _run_in_pool(jobs, context, progress, board, workers)
+    return time.perf_counter() - started
+
+
+def _run_in_pool(jobs: list, context: Context, progress: Progress, board: _Board, workers: Workers) -> None:
+    pool = workers.pool()
+    futures = {pool.submit(_worker, job, context, workers.events, workers.threads): job for job in jobs}
+    pending = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            _drain(workers.events, board, progress)
+            for future in finished:
+                future.result()  # a worker's exception is raised here
+                board.finish(futures[future].name)
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+    finally:
+        _drain(workers.events, board, progress)
+
+
+def _drain(events, board: _Board, progress: Progress) -> None:
+    while True:
+        try:
+            kind, job, payload = events.get_nowait()
+        except queue_module.Empty:
+            return
+        if kind == "log":
+            progress.log(f"{job}: {payload}")
+        else:
+            board.advance(job, payload[0])
