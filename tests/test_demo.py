@@ -181,7 +181,7 @@ def test_full_demo_meets_its_targets(tmp_path, monkeypatch, seed):
     problems chose the learning rates and k (their test results under earlier recipes were seen), 3 to 8 are held
     out (3 to 6 were evaluated under the previous recipe too). Seed 1 missed its two pass@32 targets with three
     fine-tuning runs per arm, one of which lost the rarest form; the default became four runs after that (see the
-    README). About 11 minutes per seed on 2 cores; run with ``pytest -m slow``."""
+    README). About 12.5 minutes per seed on 2 cores; run with ``pytest -m slow``."""
     monkeypatch.setenv("INFERTUNE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--seed", str(seed)])

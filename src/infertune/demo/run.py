@@ -106,7 +106,7 @@ def parse_arm_kls(text: str) -> dict[str, float]:
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo. The defaults take about 13 minutes on 2 CPU cores, under 14 with set-up; see the
+    """Sizes of the demo. The defaults take about 12.5 minutes on 2 CPU cores, about 13.5 with set-up; see the
     README."""
 
     out: str = field(default="infertune-demo", metadata={"help": "Folder for every output of the demo."})
