@@ -17,6 +17,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -25,12 +26,16 @@ from infertune.progress import Progress
 
 @dataclass(frozen=True)
 class Context:
-    """What every job of one demo shares: the configuration (already resolved), the base model and the output
-    folder (which holds the fitted verifier)."""
+    """What every job of one demo shares: the configuration (already resolved), the base model, the output folder
+    (which holds the fitted verifier), and the demo's stage functions, handed in by the demo (``run``) so that this
+    module does not import it back (module-level functions cross to a worker by name)."""
 
-    config: object  # DemoConfig; typed loosely to keep this module free of an import cycle with run.py
+    config: object  # DemoConfig
     base: str
     out: str
+    fine_tune: Callable | None = None  # run.fine_tune
+    evaluate: Callable | None = None  # run.evaluate
+    load_model: Callable | None = None  # run.load_model
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,9 @@ class FineTuneJob:
         return context.config.recipe.steps
 
     def run(self, context: Context, progress: Progress) -> None:
-        from infertune.demo import run
-
         config, setting, problems, verifier = _inputs(context)
-        model, tok = run.fine_tune(config, setting, problems, Path(context.base), verifier, self.arm, self.index,
-                                   Path(self.folder), progress)
+        model, tok = context.fine_tune(config, setting, problems, Path(context.base), verifier, self.arm, self.index,
+                                       Path(self.folder), progress)
         tmp = Path(self.folder) / ".final-tmp"
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -78,15 +81,13 @@ class EvalJob:
         return config.validation_prompts if self.split == "validation" else config.eval_prompts
 
     def run(self, context: Context, progress: Progress) -> None:
-        from infertune.demo import run
-
         config, setting, problems, verifier = _inputs(context)
-        model, tok = run.load_model(Path(self.model))
+        model, tok = context.load_model(Path(self.model))
         validation = self.split == "validation"
         problem_set = problems.validation if validation else problems.test
         task = problems.validation_task if validation else problems.test_task
-        curves = run.evaluate(model, tok, problem_set, task, verifier, config, setting, self.temperature,
-                              Path(context.out) / "evals" / self.name, progress, self.name)
+        curves = context.evaluate(model, tok, problem_set, task, verifier, config, setting, self.temperature,
+                                  Path(context.out) / "evals" / self.name, progress, self.name)
         path = curves_path(context.out, self.name)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, **curves)

@@ -469,7 +469,8 @@ def run_demo(config: DemoConfig, progress: Progress | None = None) -> dict:
     progress.log(f"verifier: AUC {quality['auc']:.3f}, accuracy {quality['accuracy']:.3f} on {quality['samples']} "
                  f"base samples of other training prompts")
 
-    context = jobs.Context(config=config, base=str(base), out=str(out))
+    context = jobs.Context(config=config, base=str(base), out=str(out), fine_tune=fine_tune, evaluate=evaluate,
+                           load_model=load_model)
     with jobs.Workers(config.workers) as workers:  # started when first needed, kept for every phase
 
         def evaluations(wanted: list[jobs.EvalJob], title: str, kind: str) -> dict[str, dict]:
