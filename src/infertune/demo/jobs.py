@@ -110,13 +110,9 @@ def curves_path(out: Path | str, name: str) -> Path:
     return Path(out) / "evals" / f"{name}.npz"
 
 
-def run_job(job, context: Context, progress: Progress, threads: int | None = None) -> float:
+def run_job(job, context: Context, progress: Progress) -> float:
     """Do one job (anything with ``name``, ``size(context)`` and ``run(context, progress)``) in whichever process
-    calls it, at ``threads`` torch threads if given; returns its wall time in seconds."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    calls it; returns its wall time in seconds."""
     started = time.perf_counter()
     job.run(context, progress)
     return time.perf_counter() - started
@@ -149,10 +145,6 @@ class _QueueStage:
         return None
 
 
-def _worker(job, context: Context, events, threads: int) -> float:
-    return run_job(job, context, _QueueProgress(events, job.name), threads)
-
-
 class _Board:
     """The parent's one stage: advances from every job, and the active jobs' progress as its info."""
 
@@ -162,6 +154,8 @@ class _Board:
         self.active: list[str] = []
 
     def advance(self, job: str, amount: float) -> None:
+        if job not in self.sizes:  # a late event of an earlier phase's job
+            return
         amount = min(amount, self.sizes[job] - self.done[job])  # a stage that overshoots cannot overfill the bar
         self.done[job] += amount
         if job not in self.active:
@@ -203,43 +197,79 @@ class _LocalProgress:
         self.parent.log(f"{self.job}: {message}")
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 class Workers:
     """Worker processes kept for the whole demo, started when first needed (each start imports torch: seconds), so
-    that its phases (temperature grid, fine-tuning, evaluation) reuse them. ``count`` 0 means one per core; each
-    worker runs torch at cores // count threads. Use as a context manager: leaving it stops the workers."""
+    that its phases (temperature grid, fine-tuning, evaluation) reuse them. ``count`` 0 means one per usable core;
+    each worker runs torch at cores // count threads and exits by itself if the demo's process dies. Use as a
+    context manager: leaving it normally lets the workers finish; leaving it on an error (a failed job, Ctrl-C)
+    stops them at once (every job writes its results atomically, so a resumed demo redoes only unfinished jobs)."""
 
     def __init__(self, count: int = 0) -> None:
-        self.cores = os.cpu_count() or 1
+        self.cores = usable_cores()
         self.count = count or self.cores
         self.threads = max(1, self.cores // self.count)
-        self._stack = None
         self._pool = self.events = None
 
-    def pool(self):
+    def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             import multiprocessing
-            from contextlib import ExitStack
 
             spawn = multiprocessing.get_context("spawn")  # fork after torch has started its threads is unsafe
-            self._stack = ExitStack()
-            manager = self._stack.enter_context(spawn.Manager())
-            self.events = manager.Queue()
-            self._pool = self._stack.enter_context(ProcessPoolExecutor(self.count, mp_context=spawn))
+            self.events = spawn.Queue()
+            self._pool = ProcessPoolExecutor(self.count, mp_context=spawn, initializer=_start_worker,
+                                             initargs=(self.events, os.getpid(), self.threads))
         return self._pool
 
     def __enter__(self) -> "Workers":
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._stack is not None:
-            self._stack.close()
-        self._stack = self._pool = self.events = None
+    def __exit__(self, kind, error, trace) -> None:
+        if self._pool is None:
+            return
+        if kind is not None:  # a failure or an interrupt: jobs still under way are not waited for
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.events.close()
+        self._pool = self.events = None
+
+
+# Set once in each worker process by its initializer (a multiprocessing queue can only reach a process when it
+# starts, not with each call).
+_WORKER: dict = {}
+
+
+def _start_worker(events, parent: int, threads: int) -> None:
+    import threading
+
+    def exit_with_parent() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:  # the demo's process is gone: nothing will read what this one writes
+                os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()  # first: importing torch takes seconds
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["events"] = events
+
+
+def _worker(job, context: Context) -> float:
+    return run_job(job, context, _QueueProgress(_WORKER["events"], job.name))
 
 
 def run_jobs(jobs: list, context: Context, progress: Progress, title: str, unit: str, workers: Workers) -> float:
     """Run ``jobs`` under one progress stage, at most ``workers.count`` at a time in the worker processes (in this
-    process when there is one worker or one job); returns the wall time. A job's error stops the rest (those not
-    started; one under way runs to its end) and is raised here."""
+    process when there is one worker or one job); returns the wall time. A job's error is raised here at once and no
+    further job starts."""
     if not jobs:
         return 0.0
     started = time.perf_counter()
@@ -258,20 +288,27 @@ def run_jobs(jobs: list, context: Context, progress: Progress, title: str, unit:
 
 
 def _run_in_pool(jobs: list, context: Context, progress: Progress, board: _Board, workers: Workers) -> None:
+    """Keep ``workers.count`` jobs submitted, no more: the pool would otherwise start queued jobs after a failure."""
+    from concurrent.futures.process import BrokenProcessPool
+
     pool = workers.pool()
-    futures = {pool.submit(_worker, job, context, workers.events, workers.threads): job for job in jobs}
-    pending = set(futures)
+    waiting, running = list(jobs), {}
     try:
-        while pending:
-            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+        while waiting or running:
+            while waiting and len(running) < workers.count:
+                job = waiting.pop(0)
+                running[pool.submit(_worker, job, context)] = job
+            finished, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
             _drain(workers.events, board, progress)
             for future in finished:
-                future.result()  # a worker's exception is raised here
-                board.finish(futures[future].name)
-    except BaseException:
-        for future in pending:
-            future.cancel()
-        raise
+                job = running.pop(future)
+                try:
+                    future.result()  # a worker's exception is raised here
+                except BrokenProcessPool as error:
+                    names = ", ".join(j.name for j in [job, *running.values()])
+                    raise RuntimeError(f"a worker process ended abruptly (killed, or out of memory?) while running "
+                                       f"{names}; run the demo again to resume from the jobs that finished") from error
+                board.finish(job.name)
     finally:
         _drain(workers.events, board, progress)
 
@@ -280,7 +317,7 @@ def _drain(events, board: _Board, progress: Progress) -> None:
     while True:
         try:
             kind, job, payload = events.get_nowait()
-        except queue_module.Empty:
+        except (queue_module.Empty, OSError, ValueError):  # empty, or closed after a failure
             return
         if kind == "log":
             progress.log(f"{job}: {payload}")
