@@ -122,7 +122,7 @@ def test_a_failing_job_stops_the_rest_and_raises_its_error(tmp_path, workers):
         CountingJob(f"waiting{i}", 1, str(tmp_path)) for i in range(3)]
     with pytest.raises(ValueError, match="bad: row 3, field 'lr' is not a number"), Workers(workers) as pool:
         run_jobs(jobs, context(tmp_path), RecordingProgress(), "count", "steps", pool)
-    assert not any((tmp_path / f"waiting{i}").exists() for i in range(3))  # never started
+    assert not any((tmp_path / f"waiting{i}.started").exists() for i in range(3))  # never started
 
 
 def test_a_worker_that_dies_is_named_in_the_error(tmp_path):

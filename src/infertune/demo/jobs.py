@@ -263,7 +263,10 @@ def _start_worker(events, parent: int, threads: int) -> None:
 
 
 def _worker(job, context: Context) -> float:
-    return run_job(job, context, _QueueProgress(_WORKER["events"], job.name))
+    seconds = run_job(job, context, _QueueProgress(_WORKER["events"], job.name))
+    # Results and events travel apart: this marks the end of the job's events, so none is read after its result.
+    _WORKER["events"].put(("finished", job.name, None))
+    return seconds
 
 
 def run_jobs(jobs: list, context: Context, progress: Progress, title: str, unit: str, workers: Workers) -> float:
@@ -308,18 +311,23 @@ def _run_in_pool(jobs: list, context: Context, progress: Progress, board: _Board
                     names = ", ".join(j.name for j in [job, *running.values()])
                     raise RuntimeError(f"a worker process ended abruptly (killed, or out of memory?) while running "
                                        f"{names}; run the demo again to resume from the jobs that finished") from error
+                _drain(workers.events, board, progress, until=job.name)
                 board.finish(job.name)
     finally:
         _drain(workers.events, board, progress)
 
 
-def _drain(events, board: _Board, progress: Progress) -> None:
+def _drain(events, board: _Board, progress: Progress, until: str | None = None) -> None:
+    """Show the events waiting; with ``until``, also wait (up to 30 s) for that job's end-of-events mark."""
     while True:
         try:
-            kind, job, payload = events.get_nowait()
+            kind, job, payload = events.get(timeout=30) if until else events.get_nowait()
         except (queue_module.Empty, OSError, ValueError):  # empty, or closed after a failure
             return
-        if kind == "log":
+        if kind == "finished":
+            if job == until:
+                return
+        elif kind == "log":
             progress.log(f"{job}: {payload}")
         else:
             board.advance(job, payload[0])

@@ -106,8 +106,8 @@ def parse_arm_kls(text: str) -> dict[str, float]:
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo. The defaults take about 12.5 minutes on 2 CPU cores, about 13.5 with set-up; see the
-    README."""
+    """Sizes of the demo. The defaults took 12.6 and 13.6 minutes on 2 CPU cores, 13.3 and 14.7 with set-up from a
+    fresh clone; see the README."""
 
     out: str = field(default="infertune-demo", metadata={"help": "Folder for every output of the demo."})
     setting: str = field(default="forms", metadata={
@@ -140,8 +140,8 @@ class DemoConfig:
                 "problems; an arm not listed uses --kl-start and --kl-end."})
     workers: int = field(default=0, metadata={
         "help": "Fine-tuning runs and evaluations done at once, each in its own process at cores / workers threads "
-                "(0: one per core; 1: one after another in this process). An execution setting: a folder written with "
-                "another value resumes."})
+                "(0: one per usable core; 1: one after another in this process). An execution setting: a folder "
+                "written with another value resumes."})
 
     def __post_init__(self) -> None:
         get_setting(self.setting)
