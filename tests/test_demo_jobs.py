@@ -96,10 +96,17 @@ def test_every_job_runs_once_and_reports_to_one_stage(tmp_path, workers):
     progress = RecordingProgress()
     (tmp_path / "again").mkdir()
     with Workers(workers) as pool:
+        watcher = None
+        if workers == 2:  # watch the parent's reads of the workers' events
+            pool.pool()
+            pool.events = watcher = _WaitWatcher(pool.events)
         run_jobs(jobs, context(tmp_path), progress, "count", "steps", pool)
         # The workers stay up for the next phase: a second call runs in the same processes.
         again = [CountingJob(name, 1, str(tmp_path / "again")) for name in ("d", "e", "f")]
         run_jobs(again, context(tmp_path), RecordingProgress(), "count", "steps", pool)
+    if watcher is not None:
+        # Every wait for a job's end-of-events mark found it (720f8eb waited 30 s for marks it had already read).
+        assert watcher.waits > 0 and watcher.wasted == 0
     stage = progress.stages[0]
     assert stage.total == 15 and stage.unit == "steps"
     assert stage.name == ("count (3, 2 at a time)" if workers == 2 else "count")
@@ -137,3 +144,80 @@ def test_no_jobs_start_no_workers(tmp_path):
         assert run_jobs([], context(tmp_path), progress, "count", "steps", pool) == 0
         assert pool._pool is None
     assert progress.stages == []
+
+
+class _WaitWatcher:
+    """The workers' event queue as the parent reads it, counting blocking reads and those that found nothing (a
+    blocking read waits for a job's end-of-events mark, which the worker sends before its result)."""
+
+    def __init__(self, events):
+        self._events, self.waits, self.wasted = events, 0, 0
+
+    def get(self, timeout=None):
+        import queue
+
+        self.waits += 1
+        try:
+            return self._events.get(timeout=min(timeout, 10.0))
+        except queue.Empty:
+            self.wasted += 1
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._events, name)
+
+
+class _ScriptedEvents:
+    """A queue stand-in: hands out its events, then reports empty; a blocking get on an empty queue is a failure
+    (the real one would wait up to 30 s for an end-of-events mark that was already read)."""
+
+    def __init__(self, events):
+        self.events = list(events)
+
+    def get_nowait(self):
+        import queue
+
+        if not self.events:
+            raise queue.Empty
+        return self.events.pop(0)
+
+    def get(self, timeout=None):
+        if not self.events:
+            raise AssertionError(f"waited (timeout {timeout}) for a mark that was already read")
+        return self.events.pop(0)
+
+
+def test_an_end_of_events_mark_read_early_is_not_waited_for():
+    """The pool loop drains events before it looks at finished results, so it can read a job's end mark first; the
+    wait for that job's mark must then return at once (it used to wait 30 s per job)."""
+    from infertune.demo.jobs import _Board, _drain
+
+    class Stage:
+        def __init__(self):
+            self.total = 0.0
+
+        def advance(self, amount, info=""):
+            self.total += amount
+
+    stage = Stage()
+    board = _Board(stage, {"a": 2, "b": 1})
+    logged = []
+    progress = type("P", (), {"log": lambda self, line: logged.append(line)})()
+    events = _ScriptedEvents([("advance", "a", (2,)), ("log", "a", "done"), ("finished", "a", None),
+                              ("advance", "b", (1,))])
+    ended: set[str] = set()
+    _drain(events, board, progress, ended)  # reads everything, a's end mark included
+    assert ended == {"a"} and stage.total == 3 and logged == ["a: done"]
+    _drain(events, board, progress, ended, until="a")  # must not wait: the mark was read above
+    events.events.append(("finished", "b", None))
+    _drain(events, board, progress, ended, until="b")  # reads up to b's mark and stops there
+    assert ended == {"a", "b"} and not events.events
+
+
+def test_jobs_with_the_same_name_are_refused(tmp_path):
+    """Progress and end-of-events marks are matched by job name: two jobs of one name would mix (e.g. a temperature
+    grid given 1.0 twice)."""
+    jobs = [CountingJob("validation-base-T1", 1, str(tmp_path)), CountingJob("validation-base-T1", 1, str(tmp_path))]
+    with Workers(1) as pool, pytest.raises(ValueError, match="validation-base-T1"):
+        run_jobs(jobs, context(tmp_path), RecordingProgress(), "temperatures", "prompts", pool)
+    assert not list(tmp_path.glob("*.started"))

@@ -275,6 +275,10 @@ def run_jobs(jobs: list, context: Context, progress: Progress, title: str, unit:
     further job starts."""
     if not jobs:
         return 0.0
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):  # progress and end-of-events marks are matched by name
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(f"{title}: job names must differ, got {twice} more than once (repeated settings?)")
     started = time.perf_counter()
     sizes = {job.name: job.size(context) for job in jobs}
     parallel = min(workers.count, len(jobs))
@@ -296,13 +300,14 @@ def _run_in_pool(jobs: list, context: Context, progress: Progress, board: _Board
 
     pool = workers.pool()
     waiting, running = list(jobs), {}
+    ended: set[str] = set()  # jobs whose end-of-events mark has been read
     try:
         while waiting or running:
             while waiting and len(running) < workers.count:
                 job = waiting.pop(0)
                 running[pool.submit(_worker, job, context)] = job
             finished, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
-            _drain(workers.events, board, progress)
+            _drain(workers.events, board, progress, ended)
             for future in finished:
                 job = running.pop(future)
                 try:
@@ -311,22 +316,23 @@ def _run_in_pool(jobs: list, context: Context, progress: Progress, board: _Board
                     names = ", ".join(j.name for j in [job, *running.values()])
                     raise RuntimeError(f"a worker process ended abruptly (killed, or out of memory?) while running "
                                        f"{names}; run the demo again to resume from the jobs that finished") from error
-                _drain(workers.events, board, progress, until=job.name)
+                _drain(workers.events, board, progress, ended, until=job.name)
                 board.finish(job.name)
     finally:
-        _drain(workers.events, board, progress)
+        _drain(workers.events, board, progress, ended)
 
 
-def _drain(events, board: _Board, progress: Progress, until: str | None = None) -> None:
-    """Show the events waiting; with ``until``, also wait (up to 30 s) for that job's end-of-events mark."""
-    while True:
+def _drain(events, board: _Board, progress: Progress, ended: set[str], until: str | None = None) -> None:
+    """Show the events waiting; with ``until``, also wait for that job's end-of-events mark (giving up after 30 s
+    without any event), unless it was read already (``ended`` holds the marks read so far: a drain without
+    ``until`` may read a job's mark before its result is looked at)."""
+    while until is None or until not in ended:
         try:
-            kind, job, payload = events.get(timeout=30) if until else events.get_nowait()
+            kind, job, payload = events.get(timeout=30) if until is not None else events.get_nowait()
         except (queue_module.Empty, OSError, ValueError):  # empty, or closed after a failure
             return
         if kind == "finished":
-            if job == until:
-                return
+            ended.add(job)
         elif kind == "log":
             progress.log(f"{job}: {payload}")
         else:
