@@ -22,10 +22,7 @@ FLOPs to read as the whole decoding does, so end-to-end retention is bounded wel
 workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
 the load average before and after it, and ``linears_only_tokens_per_s``: the rate if a decoding step of its
 ``decode_rows`` rows did nothing but the model's linear layers (a step of 32 rows multiplies thin matrices, which run
-well below the many-row rate the limit is computed from, so this bounds ``fraction_of_limit`` at that batch size;
-computed as the sampler computes them, W·xᵀ (``thin_linear``), and ``linears_only_f_linear_tokens_per_s`` as
-``F.linear``'s x·Wᵀ). Rows with the copy path also time ``ours_f_linear_tokens_per_s``: our sampler with
-``thin_rows=0``, the contribution of the linear layers' orientation.
+well below the many-row rate the limit is computed from, so this bounds ``fraction_of_limit`` at that batch size).
 ``smollm2-many-prompts`` decodes ``--many-prompts`` prompts of n samples together, as an evaluation over many
 prompts does (no generate baseline: it would take minutes per round). Prints a JSON list as its last line.
 """
@@ -46,7 +43,6 @@ import torch
 from infertune.models.base import SamplingParams
 from infertune.models.hf import HFSampler
 from infertune.models.loading import SMOLLM2_GGUF, load
-from infertune.models.thin_linear import MIN_WEIGHT, thin_linear
 
 PARAGRAPH = ("Best-of-N sampling draws several candidate answers from a language model and keeps the one a verifier "
              "scores highest. Majority voting keeps the most common final answer instead. Both spend more compute at "
@@ -101,20 +97,16 @@ def matmul_flops(model, reps: int = 5) -> dict:
     return {"square": square, "model_shapes": shaped}
 
 
-def linears_only_tokens_per_s(model, rows: int, reps: int = 3, thin: bool = True) -> float:
+def linears_only_tokens_per_s(model, rows: int, reps: int = 3) -> float:
     """Tokens/s if a decoding step with ``rows`` rows did nothing but the model's linear layers (the output head
-    included), at fp32 on this machine, computed as the sampler computes them (``thin_linear`` for the layers
-    ``thin_linears`` routes) or, with ``thin=False``, all by ``F.linear``: the ceiling the matrix products alone set
-    at that batch size. A step of a few rows multiplies thin matrices, which run far below the many-row peak the
-    limit is computed from."""
+    included), at fp32 on this machine: the ceiling the matrix products alone set at that batch size. A step of a
+    few rows multiplies thin matrices, which run far below the many-row peak the limit is computed from."""
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
-    calls = [thin_linear if thin and m.weight.numel() >= MIN_WEIGHT else torch.nn.functional.linear
-             for m in linears]
 
     def run() -> None:
-        for m, linear in zip(linears, calls):
-            linear(inputs[m.in_features], m.weight, None)
+        for m in linears:
+            torch.nn.functional.linear(inputs[m.in_features], m.weight)
 
     return rows / fastest_seconds(run, reps)
 
@@ -136,7 +128,6 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
     prompts = make_prompts(tok, prompts_count, prompt_tokens)
     sampler = HFSampler(model, tok, name=spec)
     copier = HFSampler(model, tok, name=spec, attention="copy")
-    plain = HFSampler(model, tok, name=spec, thin_rows=0)  # our sampler with F.linear's x·Wᵀ everywhere
     params = SamplingParams(n=n, temperature=1.0, top_p=1.0, max_new_tokens=new_tokens, seed=0)
     encoded = tok(prompts, return_tensors="pt", padding=True)
 
@@ -156,11 +147,8 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
     if with_copy:
         copier.sample(prompts[:1], warm)
         contenders["copy"] = lambda: time_ours(copier, prompts, params)
-        plain.sample(prompts[:1], warm)
-        contenders["ours_f_linear"] = lambda: time_ours(plain, prompts, params)
     seconds = dict.fromkeys(contenders, 0.0)
     tokens = dict.fromkeys(contenders, 0)
-    per_round: dict[str, list[float]] = {name: [] for name in contenders}  # to see the machine's drift
     for r in range(rounds):
         # The peak is measured again before every round and the best kept: a busy moment must not lower the limit.
         for kind, rate in matmul_flops(model).items():
@@ -171,7 +159,6 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
             s, k = run()
             seconds[name] += s
             tokens[name] += k
-            per_round[name].append(round(k / s, 1))
         rates = ", ".join(f"{name} {tokens[name] / seconds[name]:.0f}" for name in contenders)
         print(f"{spec} ({prompt_tokens}-token prompts) round {r + 1}/{rounds}: {rates} tok/s", flush=True)
     # The prompt pass alone (one new token), to tell decoding speed apart from the prompt's cost.
@@ -190,11 +177,8 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
         row["copy_tokens_per_s"] = round(tokens["copy"] / seconds["copy"], 1)
     if with_copy:
         row["copy_seconds"] = round(seconds["copy"], 2)
-        row["ours_f_linear_tokens_per_s"] = round(tokens["ours_f_linear"] / seconds["ours_f_linear"], 1)
     rows = prompts_count * n
     ceiling = linears_only_tokens_per_s(model, rows)
-    row["linears_only_f_linear_tokens_per_s"] = round(
-        linears_only_tokens_per_s(model, rows, thin=False), 1)
     row.update(limit_tokens_per_s=round(limit, 1), fraction_of_limit=round(ours / limit, 3),
                linears_only_tokens_per_s=round(ceiling, 1), linears_only_fraction_of_limit=round(ceiling / limit, 3),
                decode_rows=rows,
@@ -202,7 +186,6 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
                attention=sampler.attention, parameters=params_count, prompts=prompts_count, n=n,
                prompt_tokens=prompt_tokens, new_tokens=new_tokens, rounds=rounds,
                ours_seconds=round(seconds["ours"], 2), tokens_generated=tokens["ours"],
-               per_round_tokens_per_s=per_round,
                peak_matmul_gflops={k: round(v / 1e9, 1) for k, v in peak.items()},
                threads=torch.get_num_threads(), load_before=load_before, load_after=load_average())
     return row
@@ -237,12 +220,9 @@ def main() -> None:
     parser.add_argument("--llama-cpp-python", default="", help="a Python interpreter with llama-cpp-python")
     parser.add_argument("--many-prompts", type=int, default=8,
                         help="SmolLM2 row with this many prompts decoded together (n rows each; 0: no such row)")
-    parser.add_argument("--smollm2-rounds", type=int, default=2,
-                        help="timed rounds of the SmolLM2 rows (each contender once per round, interleaved)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    # (prompts, rounds): SmolLM2's generate baseline is slow on a CPU
-    sizes = {"tiny": (4, 3), "smollm2": (1, args.smollm2_rounds)}
+    sizes = {"tiny": (4, 3), "smollm2": (1, 2)}  # (prompts, rounds): SmolLM2's generate baseline is slow on a CPU
     results = []
     for spec in args.models.split(","):
         loaded = load(spec)

@@ -23,7 +23,6 @@ import numpy as np
 from infertune.models.base import Completion, SamplingParams
 from infertune.models.choice import choose_tokens, top_logprobs
 from infertune.models.seeding import sample_keys, text_key, uniforms
-from infertune.models.thin_linear import MAX_ROWS, thin_linears
 
 ATTENTION_MODES = ("auto", "shared", "copy")
 
@@ -45,13 +44,11 @@ class HFSampler:
     """Samples from a transformers causal LM with shared prompt prefill.
 
     attention: "auto" (shared-prefix attention where the model supports it, else copies), "shared" (refuse a model
-    that does not support it) or "copy" (always repeat the prompt's cache, the reference path). thin_rows: model
-    calls with at most this many rows compute their linear layers as W·xᵀ (``thin_linear``); 0 turns that off.
+    that does not support it) or "copy" (always repeat the prompt's cache, the reference path).
     """
 
     def __init__(self, model, tokenizer, *, name: str = "hf", max_rows: int = 256, add_special_tokens: bool = True,
-                 progress: Callable[[int], None] | None = None, attention: str = "auto",
-                 thin_rows: int = MAX_ROWS) -> None:
+                 progress: Callable[[int], None] | None = None, attention: str = "auto") -> None:
         from infertune.models import shared_prefix
 
         if attention not in ATTENTION_MODES:
@@ -74,7 +71,6 @@ class HFSampler:
             raise ValueError(f"shared-prefix attention is not available for this model: {reason}")
         self.attention = "shared" if reason is None else "copy"
         self.attention_note = reason  # why the copy path is used, if it is
-        self.thin_rows = thin_rows  # decoding steps of at most this many rows use ``thin_linear`` (0: never)
 
     @property
     def device(self):
@@ -102,14 +98,13 @@ class HFSampler:
         per_batch = max(1, self.max_rows // params.n)
         # Similar lengths together waste less padding.
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-        with thin_linears(self.model, self.thin_rows):
-            for start in range(0, len(order), per_batch):
-                batch = order[start : start + per_batch]
-                for event in self._decode([encoded[i] for i in batch], keys[batch], params):
-                    event.prompt = batch[event.prompt]
-                    yield event
-                if self.progress is not None:
-                    self.progress(len(batch))
+        for start in range(0, len(order), per_batch):
+            batch = order[start : start + per_batch]
+            for event in self._decode([encoded[i] for i in batch], keys[batch], params):
+                event.prompt = batch[event.prompt]
+                yield event
+            if self.progress is not None:
+                self.progress(len(batch))
 
     def _decoder(self, n: int, capacity: int):
         if self.attention == "shared":
