@@ -25,6 +25,7 @@ from infertune.models.choice import choose_tokens, top_logprobs
 from infertune.models.seeding import sample_keys, text_key, uniforms
 
 ATTENTION_MODES = ("auto", "shared", "copy")
+STEP_MODES = ("auto", "forward")
 
 
 @dataclass
@@ -45,14 +46,18 @@ class HFSampler:
 
     attention: "auto" (shared-prefix attention where the model supports it, else copies), "shared" (refuse a model
     that does not support it) or "copy" (always repeat the prompt's cache, the reference path).
+    step: "auto" (decoding steps on the shared-prefix path computed by ``llama_step`` where the model has the Llama
+    form, else the model's forward pass) or "forward" (always the model's forward pass, the reference).
     """
 
     def __init__(self, model, tokenizer, *, name: str = "hf", max_rows: int = 256, add_special_tokens: bool = True,
-                 progress: Callable[[int], None] | None = None, attention: str = "auto") -> None:
-        from infertune.models import shared_prefix
+                 progress: Callable[[int], None] | None = None, attention: str = "auto", step: str = "auto") -> None:
+        from infertune.models import llama_step, shared_prefix
 
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+        if step not in STEP_MODES:
+            raise ValueError(f"step must be one of {STEP_MODES}, got {step!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -71,6 +76,9 @@ class HFSampler:
             raise ValueError(f"shared-prefix attention is not available for this model: {reason}")
         self.attention = "shared" if reason is None else "copy"
         self.attention_note = reason  # why the copy path is used, if it is
+        step_reason = llama_step.unsupported(model) if step == "auto" else "the forward pass was asked for"
+        self.step = "llama" if self.attention == "shared" and step_reason is None else "forward"
+        self.step_note = step_reason if self.attention == "shared" else "the copy path decodes by forward passes"
 
     @property
     def device(self):
@@ -108,7 +116,7 @@ class HFSampler:
 
     def _decoder(self, n: int, capacity: int):
         if self.attention == "shared":
-            return _SharedPrefixDecoder(self.model, n, capacity)
+            return _SharedPrefixDecoder(self.model, n, capacity, own_step=self.step == "llama")
         return _CopiedCacheDecoder(self.model, n)
 
     def _decode(self, prompt_ids: list[list[int]], prompt_keys: np.ndarray,
@@ -202,10 +210,10 @@ class HFSampler:
 class _SharedPrefixDecoder:
     """Prompt pass and decoding steps with the prompt's keys and values kept once (see ``shared_prefix``)."""
 
-    def __init__(self, model, n: int, capacity: int) -> None:
+    def __init__(self, model, n: int, capacity: int, own_step: bool = False) -> None:
         from infertune.models.shared_prefix import SharedPrefixKV
 
-        self.model = model
+        self.model, self.own_step = model, own_step
         self.state = SharedPrefixKV(n=n, capacity=capacity)
 
     def _forward(self, input_ids, position_ids):
@@ -226,7 +234,12 @@ class _SharedPrefixDecoder:
 
     def step(self, tokens, positions):
         """Logits after feeding one token per row, [rows, vocab]."""
-        logits = self._forward(tokens[:, None], positions[:, None])
+        from infertune.models.llama_step import THIN_ROWS, decode_step
+
+        if self.own_step and tokens.shape[0] <= THIN_ROWS:
+            logits = decode_step(self.model, tokens, positions, self.state)
+        else:
+            logits = self._forward(tokens[:, None], positions[:, None])
         self.state.advance()
         return logits
 
