@@ -14,15 +14,18 @@ two counts). Attention, sampling and Python are extra work that the limit does n
 fraction_of_limit = ours / limit.
 
 Rows: tiny, smollm2 (with ``copy_tokens_per_s``: our sampler with the prompt's cache copied n times, the
-pre-Hydragen path), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its tokens/s over
-the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a one-token call), and
+pre-Hydragen path; and ``forward_step_tokens_per_s``: our sampler with its decoding steps computed by the model's
+forward pass instead of ``llama_step``, with ``own_step_gain`` the ratio; every contender's rate per round in
+``tokens_per_s_by_round``), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its
+tokens/s over the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a one-token call), and
 ``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token prompt costs as many
 FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With
 ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
 workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
 the load average before and after it, and ``linears_only_tokens_per_s``: the rate if a decoding step of its
-``decode_rows`` rows did nothing but the model's linear layers (a step of 32 rows multiplies thin matrices, which run
-well below the many-row rate the limit is computed from, so this bounds ``fraction_of_limit`` at that batch size).
+``decode_rows`` rows did nothing but the model's linear layers, computed as the sampler computes them (a step of 32
+rows multiplies thin matrices, which run well below the many-row rate the limit is computed from, so this bounds
+``fraction_of_limit`` at that batch size; ``linears_only_f_linear_tokens_per_s`` is the same by ``F.linear``).
 ``smollm2-many-prompts`` decodes ``--many-prompts`` prompts of n samples together, as an evaluation over many
 prompts does (no generate baseline: it would take minutes per round). Prints a JSON list as its last line.
 """
@@ -97,16 +100,27 @@ def matmul_flops(model, reps: int = 5) -> dict:
     return {"square": square, "model_shapes": shaped}
 
 
-def linears_only_tokens_per_s(model, rows: int, reps: int = 3) -> float:
+def linears_only_tokens_per_s(model, rows: int, reps: int = 3, thin: bool | None = None) -> float:
     """Tokens/s if a decoding step with ``rows`` rows did nothing but the model's linear layers (the output head
     included), at fp32 on this machine: the ceiling the matrix products alone set at that batch size. A step of a
-    few rows multiplies thin matrices, which run far below the many-row peak the limit is computed from."""
+    few rows multiplies thin matrices, which run far below the many-row peak the limit is computed from.
+
+    thin: the products as the sampler computes them at that row count (None: as ``llama_step`` does, W · X for the
+    layers at most ``THIN_ROWS`` rows, the head by ``F.linear``), or always by ``F.linear`` (False)."""
+    from infertune.models.llama_step import THIN_ROWS
+
+    thin = rows <= THIN_ROWS if thin is None else thin
+    head = model.get_output_embeddings()
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = {m.in_features: torch.randn(rows, m.in_features) for m in linears}
+    columns = {k: v.t().contiguous() for k, v in inputs.items()}
 
     def run() -> None:
         for m in linears:
-            torch.nn.functional.linear(inputs[m.in_features], m.weight)
+            if thin and m is not head:
+                torch.mm(m.weight, columns[m.in_features])
+            else:
+                torch.nn.functional.linear(inputs[m.in_features], m.weight)
 
     return rows / fastest_seconds(run, reps)
 
@@ -122,12 +136,14 @@ def time_ours(sampler: HFSampler, prompts: list[str], params: SamplingParams) ->
 
 
 def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tokens: int, new_tokens: int,
-          peak: dict, with_generate: bool = True, with_copy: bool = False, copy_rounds: int | None = None) -> dict:
+          peak: dict, with_generate: bool = True, with_copy: bool = False, copy_rounds: int | None = None,
+          with_forward_step: bool = False) -> dict:
     model, tok = loaded.model, loaded.tokenizer
     load_before = load_average()
     prompts = make_prompts(tok, prompts_count, prompt_tokens)
     sampler = HFSampler(model, tok, name=spec)
     copier = HFSampler(model, tok, name=spec, attention="copy")
+    forwarder = HFSampler(model, tok, name=spec, step="forward")  # decoding steps by the model's forward pass
     params = SamplingParams(n=n, temperature=1.0, top_p=1.0, max_new_tokens=new_tokens, seed=0)
     encoded = tok(prompts, return_tensors="pt", padding=True)
 
@@ -147,8 +163,12 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
     if with_copy:
         copier.sample(prompts[:1], warm)
         contenders["copy"] = lambda: time_ours(copier, prompts, params)
+    if with_forward_step and sampler.step != "forward":
+        forwarder.sample(prompts[:1], warm)
+        contenders["forward_step"] = lambda: time_ours(forwarder, prompts, params)
     seconds = dict.fromkeys(contenders, 0.0)
     tokens = dict.fromkeys(contenders, 0)
+    per_round: dict[str, list[float]] = {name: [] for name in contenders}
     for r in range(rounds):
         # The peak is measured again before every round and the best kept: a busy moment must not lower the limit.
         for kind, rate in matmul_flops(model).items():
@@ -159,6 +179,7 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
             s, k = run()
             seconds[name] += s
             tokens[name] += k
+            per_round[name].append(round(k / s, 1))
         rates = ", ".join(f"{name} {tokens[name] / seconds[name]:.0f}" for name in contenders)
         print(f"{spec} ({prompt_tokens}-token prompts) round {r + 1}/{rounds}: {rates} tok/s", flush=True)
     # The prompt pass alone (one new token), to tell decoding speed apart from the prompt's cost.
@@ -177,11 +198,17 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
         row["copy_tokens_per_s"] = round(tokens["copy"] / seconds["copy"], 1)
     if with_copy:
         row["copy_seconds"] = round(seconds["copy"], 2)
+    if "forward_step" in contenders:
+        # The same sampler with its decoding steps computed by the model's forward pass (``llama_step`` off).
+        row.update(forward_step_tokens_per_s=round(tokens["forward_step"] / seconds["forward_step"], 1),
+                   own_step_gain=round(ours / (tokens["forward_step"] / seconds["forward_step"]), 3))
+    row["tokens_per_s_by_round"] = per_round
     rows = prompts_count * n
     ceiling = linears_only_tokens_per_s(model, rows)
     row.update(limit_tokens_per_s=round(limit, 1), fraction_of_limit=round(ours / limit, 3),
                linears_only_tokens_per_s=round(ceiling, 1), linears_only_fraction_of_limit=round(ceiling / limit, 3),
-               decode_rows=rows,
+               linears_only_f_linear_tokens_per_s=round(linears_only_tokens_per_s(model, rows, thin=False), 1),
+               decode_rows=rows, step=sampler.step,
                ours_decode_tokens_per_s=round(decode, 1), prompt_pass_seconds=round(prefill, 3),
                attention=sampler.attention, parameters=params_count, prompts=prompts_count, n=n,
                prompt_tokens=prompt_tokens, new_tokens=new_tokens, rounds=rounds,
@@ -218,6 +245,7 @@ def main() -> None:
     parser.add_argument("--long-prompt-tokens", type=int, default=2048, help="0: no long-prefix row")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--llama-cpp-python", default="", help="a Python interpreter with llama-cpp-python")
+    parser.add_argument("--rounds", type=int, default=0, help="timed rounds per row (0: tiny 3, SmolLM2 2)")
     parser.add_argument("--many-prompts", type=int, default=8,
                         help="SmolLM2 row with this many prompts decoded together (n rows each; 0: no such row)")
     args = parser.parse_args()
@@ -228,13 +256,14 @@ def main() -> None:
         loaded = load(spec)
         peak = matmul_flops(loaded.model)
         prompts_count, rounds = sizes.get(spec, (1, 2))
+        rounds = args.rounds or rounds
         row = bench(loaded, spec, prompts_count, rounds, args.n, args.prompt_tokens, args.new_tokens, peak,
-                    with_copy=spec != "tiny")
+                    with_copy=spec != "tiny", with_forward_step=True)
         results.append(row)
         if spec == "smollm2" and args.long_prompt_tokens:
             # The copy path reads n copies of the long prompt every step: one round of it is enough.
             long = bench(loaded, spec, 1, rounds, args.n, args.long_prompt_tokens, args.new_tokens, peak,
-                         with_generate=False, with_copy=True, copy_rounds=1)
+                         with_generate=False, with_copy=True, copy_rounds=1, with_forward_step=True)
             long["model"] = "smollm2-long-prefix"
             long["long_prefix_retention"] = round(long["ours_tokens_per_s"] / row["ours_tokens_per_s"], 3)
             long["long_prefix_decode_retention"] = round(
