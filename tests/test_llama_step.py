@@ -22,10 +22,12 @@ def _llama(seed: int, **config):
     model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=96, intermediate_size=160,
                                          num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
                                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **config))
-    with torch.no_grad():  # transformers initialises biases to zero, which would hide a bias left out
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear) and m.bias is not None:
-                m.bias.normal_(std=0.1)
+    with torch.no_grad():  # transformers initialises biases to 0 and norm weights to 1, which would hide their loss
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(std=0.1)
+            elif "norm" in name:
+                p.uniform_(0.5, 1.5)
     return model.eval(), tok
 
 
@@ -54,10 +56,12 @@ def _steps(model, tok, prompts, n, steps, own, drop_after=None):
 
 
 @pytest.mark.parametrize("config", [{}, {"attention_bias": True, "mlp_bias": True}, {"tie_word_embeddings": True},
-                                    {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}])
+                                    {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, {"head_dim": 24},
+                                    {"hidden_act": "gelu"}])
 def test_own_step_gives_the_forward_pass_logits(config):
-    """Grouped-query attention, padded prompts of different lengths, rows dropped mid-way, biases, tied head,
-    scaled rope: every step's logits equal the forward pass's to 1e-5."""
+    """Grouped-query attention, padded prompts of different lengths, rows dropped mid-way, biases, norm weights,
+    tied head, scaled rope, a head size other than hidden / heads, another activation: every step's logits equal the
+    forward pass's to 1e-5."""
     model, tok = _llama(0, **config)
     assert llama_step.unsupported(model) is None
     prompts = ["12+345=", "a longer prompt than the first: ", "x"]
@@ -106,8 +110,8 @@ def test_wide_steps_use_the_forward_pass(monkeypatch):
     sampler = HFSampler(model, tok)
     sampler.sample(["1+1="], SamplingParams(n=llama_step.THIN_ROWS + 1, temperature=1.0, max_new_tokens=3))
     assert calls == []
-    sampler.sample(["1+1="], SamplingParams(n=8, temperature=1.0, max_new_tokens=3))
-    assert calls and set(calls) == {8}
+    sampler.sample(["1+1="], SamplingParams(n=llama_step.THIN_ROWS, temperature=1.0, max_new_tokens=3))
+    assert calls and set(calls) == {llama_step.THIN_ROWS}
 
 
 def test_what_the_own_step_refuses_goes_through_the_forward_pass():
@@ -116,9 +120,10 @@ def test_what_the_own_step_refuses_goes_through_the_forward_pass():
 
     model, tok = tiny_model()
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
-    assert "plain torch.nn.Linear" in llama_step.unsupported(lora)
+    assert "wrapped" in llama_step.unsupported(lora)
+    assert "plain torch.nn.Linear" in llama_step.unsupported(lora.get_base_model())
     sampler = HFSampler(lora, tok)
-    assert sampler.attention == "shared" and sampler.step == "forward" and "Linear" in sampler.step_note
+    assert sampler.attention == "shared" and sampler.step == "forward" and "wrapped" in sampler.step_note
     mistral = MistralForCausalLM(MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
                                                num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                                                sliding_window=None))
@@ -138,3 +143,52 @@ def test_partial_attention_is_exact_for_transposed_inputs(strided):
     assert parts[strided].stride(-1) != 1
     got = partial_attention(*parts.values(), None, 0.25, fused=True)
     assert torch.allclose(got[0], expected[0], atol=1e-6) and torch.allclose(got[1], expected[1], atol=1e-6)
+
+
+def _own_step_calls(monkeypatch) -> list:
+    calls = []
+    real = llama_step.decode_step
+    monkeypatch.setattr(llama_step, "decode_step", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("where", ["model", "layer", "mlp", "norm", "head", "pre"])
+def test_hooked_models_go_through_the_forward_pass(where, monkeypatch):
+    """The step calls no module's forward method, so a hook (activation steering, offloading) would be skipped:
+    a hooked model, even one hooked after the sampler was made, is sampled by its forward pass, with the hook."""
+    model, tok = tiny_model()
+    sampler, reference = HFSampler(model, tok), HFSampler(model, tok, step="forward")
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=8, seed=5)
+    module = {"model": model, "layer": model.model.layers[0], "mlp": model.model.layers[1].mlp,
+              "norm": model.model.norm, "head": model.lm_head, "pre": model.model.layers[0].self_attn.q_proj}[where]
+    if where == "pre":
+        handle = module.register_forward_pre_hook(lambda m, args: (args[0] * 1.5,))
+    else:
+        handle = module.register_forward_hook(lambda m, args, out: out * 1.5 if torch.is_tensor(out) else out)
+    assert "hooks" in llama_step.unsupported(model)
+    calls = _own_step_calls(monkeypatch)
+    got, expected = sampler.sample(["5+6="], params), reference.sample(["5+6="], params)
+    assert calls == [] and [c.logprobs for c in got[0]] == [c.logprobs for c in expected[0]]
+    handle.remove()
+    assert llama_step.unsupported(model) is None
+    sampler.sample(["5+6="], params)
+    assert calls
+
+
+def test_an_adapter_added_after_the_sampler_was_made_is_sampled_with(monkeypatch):
+    from peft import LoraConfig
+
+    model, tok = tiny_model()
+    sampler, reference = HFSampler(model, tok), HFSampler(model, tok, step="forward")
+    assert sampler.step == "llama"
+    model.add_adapter(LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    calls = _own_step_calls(monkeypatch)
+    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=8, seed=5)
+    got, expected = sampler.sample(["5+6="], params), reference.sample(["5+6="], params)
+    assert calls == [] and [c.logprobs for c in got[0]] == [c.logprobs for c in expected[0]]
+
+
+def test_a_model_with_fewer_layers_run_than_built_is_refused():
+    model, _ = tiny_model()
+    model.config.num_hidden_layers = 2
+    assert "num_hidden_layers" in llama_step.unsupported(model)

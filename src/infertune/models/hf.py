@@ -116,7 +116,11 @@ class HFSampler:
 
     def _decoder(self, n: int, capacity: int):
         if self.attention == "shared":
-            return _SharedPrefixDecoder(self.model, n, capacity, own_step=self.step == "llama")
+            # Checked again for every batch: an adapter or a hook added since the sampler was made rules it out.
+            from infertune.models.llama_step import unsupported
+
+            own_step = self.step == "llama" and unsupported(self.model) is None
+            return _SharedPrefixDecoder(self.model, n, capacity, own_step=own_step)
         return _CopiedCacheDecoder(self.model, n)
 
     def _decode(self, prompt_ids: list[list[int]], prompt_keys: np.ndarray,

@@ -24,6 +24,8 @@ MODEL_TYPES = ("llama",)  # architectures whose decoder layer is exactly the for
 def unsupported(model) -> str | None:
     """None when ``decode_step`` computes this model's step exactly, else the reason it does not."""
     base = getattr(model, "get_base_model", lambda: model)()
+    if base is not model:  # peft: adapters and prompt tuning change what the forward pass computes
+        return f"a wrapped model ({type(model).__name__}): its forward pass is not the Llama one"
     config = getattr(base, "config", None)
     if getattr(config, "model_type", None) not in MODEL_TYPES:
         return f"model type {getattr(config, 'model_type', None)!r} is not one of {MODEL_TYPES}"
@@ -31,6 +33,15 @@ def unsupported(model) -> str | None:
     parts = ("embed_tokens", "layers", "norm", "rotary_emb")
     if inner is None or any(not hasattr(inner, p) for p in parts) or not hasattr(base, "lm_head"):
         return "the model lacks the Llama layout (model.embed_tokens, layers, norm, rotary_emb and lm_head)"
+    if len(inner.layers) != getattr(config, "num_hidden_layers", len(inner.layers)):
+        return "the model has another number of layers than its config's num_hidden_layers"
+    # The step calls none of the modules' forward methods, so anything hooked into them would be skipped.
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_hf_hook")
+    if any(getattr(m, h, None) for m in base.modules() for h in hooks) or \
+            torch.nn.modules.module._global_forward_hooks or torch.nn.modules.module._global_forward_pre_hooks:
+        return "forward hooks are registered (the step would skip them)"
+    if any(p.device.type == "meta" for p in base.parameters()):
+        return "some weights are offloaded (meta tensors)"
     linears = [base.lm_head]
     for layer in inner.layers:
         attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
