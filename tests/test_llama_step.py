@@ -132,15 +132,24 @@ def test_what_the_own_step_refuses_goes_through_the_forward_pass():
     assert copied.step == "forward" and "copy" in copied.step_note
 
 
-@pytest.mark.parametrize("strided", ["query", "key", "value"])
-def test_partial_attention_is_exact_for_transposed_inputs(strided):
-    """The fused CPU kernel misreads inputs whose last dimension is not contiguous; partial_attention copies them."""
+@pytest.mark.parametrize("strided", ["query", "key", "value", "expanded key"])
+def test_partial_attention_is_exact_for_inputs_with_a_strided_last_dimension(strided):
+    """The fused CPU kernel assumes a contiguous last dimension (public SDPA checks this before choosing it; we call
+    it directly): partial_attention copies other inputs, transposed or expanded views, and gives the same result."""
     g = torch.Generator().manual_seed(0)
     parts = {"query": torch.randn(4, 3, 2, 16, generator=g), "key": torch.randn(4, 3, 7, 16, generator=g),
              "value": torch.randn(4, 3, 7, 16, generator=g)}
-    expected = partial_attention(*parts.values(), None, 0.25, fused=True)
-    parts[strided] = parts[strided].transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, strides (.., 1, D)
-    assert parts[strided].stride(-1) != 1
+    if strided == "expanded key":  # stride 0 along the last dimension
+        parts["key"] = torch.randn(4, 3, 7, 1, generator=g).expand(4, 3, 7, 16)
+        name = "key"
+    else:  # same values, strides (..., 1, D)
+        name = strided
+        parts[name] = parts[name].transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert parts[name].stride(-1) != 1
+    contiguous = {k: v.contiguous() for k, v in parts.items()}
+    expected = partial_attention(*contiguous.values(), None, 0.25, fused=True)
+    reference = partial_attention(*contiguous.values(), None, 0.25, fused=False)  # matmuls and a softmax
+    assert torch.allclose(expected[0], reference[0], atol=1e-5)
     got = partial_attention(*parts.values(), None, 0.25, fused=True)
     assert torch.allclose(got[0], expected[0], atol=1e-6) and torch.allclose(got[1], expected[1], atol=1e-6)
 
