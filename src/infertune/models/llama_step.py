@@ -6,7 +6,7 @@ linear layers at 32 rows: about 92 against 115 ms per step here), and transforme
 step (mask and cache handling, keyword plumbing, output objects) that a step over the shared-prefix state does not
 need. This module computes the step itself from the model's embedding, rotary embedding, activation, norm weights and
 linear weights, read at every step (so training between calls is always seen), with activations kept as columns so
-that every product is W · X, and attention through ``shared_prefix.attention``. Nothing of the model is patched or
+that every product but the output head's is W · X, and attention through ``shared_prefix.attention``. Nothing of the model is patched or
 replaced: other users of the model see no difference.
 
 Only models whose layers have exactly the Llama form are taken (``unsupported`` says why not), and only steps of at
@@ -85,8 +85,8 @@ def decode_step(model, tokens: torch.Tensor, positions: torch.Tensor, state) -> 
     ``shared_prefix.SharedPrefixKV`` after its prompt pass), as the model's forward pass with shared-prefix
     attention does.
 
-    Activations are kept as columns ([hidden, rows]) so that every product is a weight times a thin matrix and
-    nothing is transposed into a copy but the small per-head tensors of attention.
+    Activations are kept as columns ([hidden, rows]) so that every product of the layers is a weight times a thin
+    matrix and nothing is transposed into a copy but the small per-head tensors of attention.
     """
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
@@ -108,5 +108,6 @@ def decode_step(model, tokens: torch.Tensor, positions: torch.Tensor, state) -> 
         hidden = hidden + _project(attn.o_proj, out.reshape(out.shape[0], -1).t())
         x = _rms_norm(hidden, layer.post_attention_layernorm)
         hidden = hidden + _project(mlp.down_proj, mlp.act_fn(_project(mlp.gate_proj, x)) * _project(mlp.up_proj, x))
-    # The output head as x · Wᵀ: its result is needed as [rows, vocab], and at this size the two orders run alike.
+    # The output head as x · Wᵀ: its result is needed as [rows, vocab], and at this size the two orders ran alike
+    # here once the transposed result's copy is counted (about 29.7 against 29.9 ms per 32-row step for SmolLM2).
     return torch.nn.functional.linear(_rms_norm(hidden, inner.norm).t(), base.lm_head.weight, base.lm_head.bias)

@@ -113,8 +113,9 @@ def partial_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     prefix here); elsewhere the same is computed with matmuls."""
     kernel = _fused_kernel() if fused and query.device.type == "cpu" else None
     if kernel is not None:
-        # The kernel reads each head's vectors as contiguous: with another last-dimension stride (a transposed
-        # view) it returns wrong numbers without an error (seen with torch 2.13), so such inputs are copied first.
+        # The kernel assumes each head's vectors are contiguous (public SDPA checks this before choosing it): with
+        # another last-dimension stride (a transposed or expanded view) it returned wrong numbers without an error
+        # (torch 2.13), so such inputs are copied first.
         query, key, value = (t if t.stride(-1) == 1 else t.contiguous() for t in (query, key, value))
         out, lse = kernel(query, key, value, 0.0, False, attn_mask=bias, scale=scaling)[:2]
         return out, lse[..., None].to(torch.promote_types(lse.dtype, torch.float32))
