@@ -17,9 +17,10 @@ Rows: tiny, smollm2 (with ``copy_tokens_per_s``: our sampler with the prompt's c
 pre-Hydragen path; and ``forward_step_tokens_per_s``: our sampler with its decoding steps computed by the model's
 forward pass instead of ``llama_step``, with ``own_step_gain`` the ratio; every contender's rate per round in
 ``tokens_per_s_by_round``), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its
-tokens/s over the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a one-token call), and
-``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token prompt costs as many
-FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the prompt alone. With
+tokens/s over the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a
+one-token call), and ``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token
+prompt costs as many FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the
+prompt alone. With
 ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
 workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
 the load average before and after it, and ``linears_only_tokens_per_s``: the rate if a decoding step of its

@@ -6,8 +6,8 @@ linear layers at 32 rows: about 92 against 115 ms per step here), and transforme
 step (mask and cache handling, keyword plumbing, output objects) that a step over the shared-prefix state does not
 need. This module computes the step itself from the model's embedding, rotary embedding, activation, norm weights and
 linear weights, read at every step (so training between calls is always seen), with activations kept as columns so
-that every product but the output head's is W · X, and attention through ``shared_prefix.attention``. Nothing of the model is patched or
-replaced: other users of the model see no difference.
+that every product but the output head's is W · X, and attention through ``shared_prefix.attention``. Nothing of the
+model is patched or replaced: other users of the model see no difference.
 
 Only models whose layers have exactly the Llama form are taken (``unsupported`` says why not), and only steps of at
 most ``THIN_ROWS`` rows; prefill, wider steps and every other model keep transformers' forward pass.
@@ -53,7 +53,8 @@ def unsupported(model) -> str | None:
     # Exactly nn.Linear: adapters (LoRA) and quantised layers compute something else from their weights.
     if any(type(m) is not torch.nn.Linear for m in linears):
         return "a linear layer is not a plain torch.nn.Linear (an adapter or a quantised layer)"
-    norms = [inner.norm] + [n for layer in inner.layers for n in (layer.input_layernorm, layer.post_attention_layernorm)]
+    norms = [inner.norm]
+    norms += [n for layer in inner.layers for n in (layer.input_layernorm, layer.post_attention_layernorm)]
     if any(type(n).__name__ != "LlamaRMSNorm" for n in norms):
         return "a norm is not LlamaRMSNorm"
     if getattr(config, "pretraining_tp", 1) not in (None, 1):
