@@ -18,9 +18,13 @@ pre-Hydragen path; and ``forward_step_tokens_per_s``: our sampler with its decod
 forward pass instead of ``llama_step``, with ``own_step_gain`` the ratio; every contender's rate per round in
 ``tokens_per_s_by_round``), and smollm2 with a 2,048-token shared prompt, whose ``long_prefix_retention`` is its
 tokens/s over the 256-token row's. ``ours_decode_tokens_per_s`` leaves out the prompt pass (timed alone, as a
-one-token call), and ``long_prefix_decode_retention`` compares those: at n = 32 and 64 new tokens a 2,048-token
-prompt costs as many FLOPs to read as the whole decoding does, so end-to-end retention is bounded well below 1 by the
-prompt alone. With
+one-token call), and ``long_prefix_decode_retention`` compares those. A row's ``workload_gflop`` is one call's
+arithmetic, as the function of that name counts it, and ``ours_gflops`` the rate ours did it at; the long row's
+``equal_efficiency_retention`` is the retention if both calls ran at the same FLOP rate, and ``flop_rate_over_short``
+the long call's rate over the short one's (retention is the two multiplied). For SmolLM2 at n = 32 and 64 new tokens
+the 2,048-token prompt pass alone is 580 GFLOP, 0.7 of the decoding's 832 (the 256-token call: 57 and 582), so equal
+efficiency gives 639 / 1,412 = 0.453, and a retention of 0.7 needs the long call to run 1.55 times faster per FLOP
+than the short one. With
 ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
 workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
 the load average before and after it, and ``linears_only_tokens_per_s``: the rate if a decoding step of its
@@ -126,6 +130,32 @@ def linears_only_tokens_per_s(model, rows: int, reps: int = 3, thin: bool | None
     return rows / fastest_seconds(run, reps)
 
 
+def workload_gflop(model, prompt_tokens: int, new_tokens: int, n: int, prompts: int = 1) -> dict:
+    """The arithmetic a sampling call needs, in GFLOP, counted as the sampler computes it: the prompt pass (every
+    layer at every prompt position, causal attention, the output head at the last position only) and the decoding
+    steps (new_tokens - 1 forward passes of n rows per prompt: the first token comes from the prompt pass; every
+    linear layer, the head, and attention over the prompt and the suffix so far). A multiply-add is 2 FLOP; norms,
+    rotary embeddings, softmax and sampling are left out.
+
+    Two workloads that generate the same tokens at the same FLOP rate have rates in the inverse ratio of their
+    totals, so ``total`` of the short-prompt call over the long one's is the retention that equal arithmetic
+    efficiency gives: how much of the long-prefix figure the arithmetic alone decides."""
+    config = model.config
+    head = model.get_output_embeddings()
+    head_params = head.weight.numel()
+    layer_params = sum(m.weight.numel() for m in model.modules()
+                       if isinstance(m, torch.nn.Linear) and m is not head)
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    per_key = 4 * heads * head_dim * config.num_hidden_layers  # q·k and p·v for one query against one key
+    causal_keys = prompt_tokens * (prompt_tokens + 1) // 2  # position i attends to i keys, itself included
+    prompt_pass = prompts * (2 * layer_params * prompt_tokens + 2 * head_params + per_key * causal_keys)
+    steps = max(new_tokens - 1, 0)
+    step_keys = steps * prompt_tokens + steps * (steps + 1) // 2  # step j: the prompt and j suffix tokens
+    decoding = prompts * n * (steps * 2 * (layer_params + head_params) + per_key * step_keys)
+    return {"prompt_pass": prompt_pass / 1e9, "decoding": decoding / 1e9, "total": (prompt_pass + decoding) / 1e9}
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -211,6 +241,11 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
                    own_step_gain=round(ours / (tokens["forward_step"] / seconds["forward_step"]), 3))
     row["tokens_per_s_by_round"] = per_round
     rows = prompts_count * n
+    # The arithmetic of one call, and the rate at which ours did it (the time of a call from its tokens/s, scaled to
+    # a call that generates every token, as the count assumes).
+    work = workload_gflop(model, prompt_tokens, new_tokens, n, prompts_count)
+    row.update(workload_gflop={k: round(v, 1) for k, v in work.items()},
+               ours_gflops=round(work["total"] * ours / (rows * new_tokens), 1))
     row.update(limit_tokens_per_s=round(limit, 1), fraction_of_limit=round(ours / limit, 3),
                linears_only_tokens_per_s=round(ceiling, 1), linears_only_fraction_of_limit=round(ceiling / limit, 3),
                linears_only_f_linear_tokens_per_s=round(ceiling_f_linear, 1),
@@ -274,6 +309,10 @@ def main() -> None:
             long["long_prefix_retention"] = round(long["ours_tokens_per_s"] / row["ours_tokens_per_s"], 3)
             long["long_prefix_decode_retention"] = round(
                 long["ours_decode_tokens_per_s"] / row["ours_decode_tokens_per_s"], 3)
+            # The retention if both calls ran at the same FLOP rate, and how much faster the long call ran.
+            long["equal_efficiency_retention"] = round(
+                row["workload_gflop"]["total"] / long["workload_gflop"]["total"], 3)
+            long["flop_rate_over_short"] = round(long["ours_gflops"] / row["ours_gflops"], 3)
             results.append(long)
         if spec == "smollm2" and args.many_prompts:
             # An evaluation over many prompts decodes several of them together (up to the sampler's max_rows).
