@@ -19,7 +19,8 @@ RL's setting) under four arms with the same total samples per step (batch_prompt
 With GRPO a prompt's expected weight grows with its n, so under knapsack allocation prompts given more samples also
 weigh more; ``--objective rloo`` keeps every prompt's expectation at any n. The task is kept small (``--size``) so
 that prompts come back several times in a run, as they do over the epochs of the paper's runs, which is where a
-history exists to allocate from.
+history exists to allocate from; ``--history-decay`` sets what the knapsack arms' history keeps of a prompt's earlier
+visits (the trainer's ``history_decay``: 0, the default, its latest visit only; 1, every visit alike).
 
 Figures: ``nonzero_gradient_share_*`` is the share of a step's samples that belong to prompts whose GRPO weights are
 not all zero (Knapsack RL's effective-gradient ratio: the part of the sampled data that contributes to the update),
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=400)
     parser.add_argument("--prior-strength", type=float, default=0.0,
                         help="knapsack arms' prior (0: empirical Bayes, the trainer's default)")
+    parser.add_argument("--history-decay", type=float, default=0.0,
+                        help="knapsack arms' weight of a prompt's earlier visits (0: the latest only, the default)")
     parser.add_argument("--work", default=os.environ.get("INFERTUNE_BENCH_DIR", "/tmp/infertune-bench-rollouts"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -132,7 +135,7 @@ def main() -> None:
     base_seconds = time.perf_counter() - started
 
     pool = args.candidate_prompts or 2 * args.batch_prompts
-    prior = {"prior_strength": args.prior_strength}
+    prior = {"prior_strength": args.prior_strength, "history_decay": args.history_decay}
     budget = args.batch_prompts * args.n
     if budget % pool:
         raise SystemExit(f"the uniform-pool arm needs the budget ({budget}) to be a multiple of the pool ({pool})")
@@ -190,6 +193,7 @@ def main() -> None:
         f"held_out_pass_at_{args.k}_knapsack_minus_uniform_pool": interval(method_difference(
             np.array(kn["passk"]), np.array(up["passk"]))),
         "setting": {"commit": commit(), "lr": args.lr, "prior_strength": args.prior_strength,
+                    "history_decay": args.history_decay,
                     "min_n": knapsack_config.samples_min_n, "max_n": knapsack_config.samples_max_n,
                     "task": "arith", "task_options": [f"size={args.size}", *TASK_OPTIONS], "model": "tiny (SFT base, "
                     f"{args.base_steps} steps)", "objective": args.objective, "steps": args.steps,

@@ -5,8 +5,12 @@ base with ``--measure-n`` samples; then steps are simulated from those rates (ou
 training): uniform allocation (batch_prompts × n), uniform over the pool (its ``--candidate-prompts`` prompts with the
 budget's even share each), and the knapsack allocation of the same budget over that pool and over uniform's own
 prompts (same pool), through the trainer's own ``allocate`` and ``SuccessHistory``, at several priors (0: empirical
-Bayes, the trainer's default; > 0: pseudo-samples centred on the pooled rate). ``--drifts`` move every prompt's rate
-by that much in logits per step, as a learning policy's might, so that the history goes stale. Figures, averaged over
+Bayes, the trainer's default; > 0: pseudo-samples centred on the pooled rate), and the same two knapsacks given every
+prompt's true rate at that step (``oracle``, ``oracle-same-pool``: in expected prompts with a gradient no allocation
+from estimated rates can beat them, so they bound what the allocation can add on these prompts). ``--drifts`` move
+every prompt's rate by that much in logits per step, as a learning policy's might, so that the history goes stale;
+``--history-decays`` runs the knapsack arms at each history decay (the trainer's ``history_decay``: what a prompt's
+earlier visits count for; 0, the default, keeps its latest visit only). Figures, averaged over
 steps and seeds: prompts with a GRPO gradient (a group not all-equal) per step, the quantity the allocation maximises
 in expectation, and the share of samples in such groups (Knapsack RL's effective-gradient ratio, which uneven
 allocation raises at low success rates), each with a t interval over seeds. It isolates the allocation from learning:
@@ -22,30 +26,43 @@ from pathlib import Path
 
 import numpy as np
 from scipy.special import expit, logit
+from scipy.stats import binom
 
 from infertune.train import TrainConfig, Trainer
-from infertune.train.allocation import SuccessHistory, allocate
+from infertune.train.allocation import SuccessHistory, allocate, outcome_values, solve
 
 from rollouts import TASK_OPTIONS, base_model, commit, t_interval  # noqa: E402  (the script's own folder)
 
 
+def oracle_allocation(rates: np.ndarray, budget: int, min_n: int, max_n: int) -> np.ndarray:
+    """The knapsack allocation with every prompt's true success rate known: the ceiling of any estimator's."""
+    table = outcome_values("grpo", 1, max_n)
+    sizes, correct = np.arange(max_n + 1)[None, :, None], np.arange(max_n + 1)[None, None, :]
+    pmf = binom.pmf(correct, sizes, np.asarray(rates)[:, None, None])
+    return solve((pmf * table[None]).sum(axis=2), budget, min_n)
+
+
 def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prompts: int, n: int, pool: int,
-             drift: float, seed: int) -> tuple[float, float]:
-    """(prompts with a gradient per step, share of samples in them) of one simulated run."""
+             drift: float, seed: int, decay: float = 0.0) -> tuple[float, float]:
+    """(prompts with a gradient per step, share of samples in them) of one simulated run. Arms ``oracle`` and
+    ``oracle-same-pool`` are the knapsack over the pool and over uniform's prompts with the true rates."""
     ids = [str(i) for i in range(p.size)]
     outcomes = np.random.default_rng([seed, 1])
-    history = SuccessHistory()
+    history = SuccessHistory(decay=decay)
     base_logits = logit(np.clip(p, 1e-4, 1 - 1e-4))
     informative, shares = [], []
     for step in range(steps):
         rates = expit(base_logits + drift * step) if drift else p
         draw = np.random.default_rng([seed, step])
-        chosen = draw.choice(p.size, size=pool if arm in ("knapsack", "uniform-pool") else batch_prompts,
+        chosen = draw.choice(p.size, size=pool if arm in ("knapsack", "uniform-pool", "oracle") else batch_prompts,
                              replace=False)
         if arm == "uniform":
             sizes = np.full(batch_prompts, n)
         elif arm == "uniform-pool":
             sizes = np.full(pool, batch_prompts * n // pool)
+        elif arm in ("oracle", "oracle-same-pool"):
+            sizes = oracle_allocation(rates[chosen], batch_prompts * n, 2, 4 * n)
+            chosen, sizes = chosen[sizes > 0], sizes[sizes > 0]
         else:
             sizes = allocate([ids[i] for i in chosen], history, objective="grpo", k=1, budget=batch_prompts * n,
                              min_n=2, max_n=4 * n, prior_strength=strength)
@@ -69,6 +86,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 4.0, 16.0])
     parser.add_argument("--drifts", type=float, nargs="+", default=[0.0, 0.03])
+    parser.add_argument("--history-decays", type=float, nargs="+", default=[0.0],
+                        help="the knapsack arms' history decay (0: the latest visit only, the trainer's default); "
+                             "arms at another decay are named '<arm> history_decay=<d>'")
     parser.add_argument("--base-steps", type=int, default=400)
     parser.add_argument("--work", default="/tmp/infertune-bench-rollouts")
     args = parser.parse_args()
@@ -83,15 +103,17 @@ def main() -> None:
     common = dict(steps=args.steps, batch_prompts=args.batch_prompts, n=args.n, pool=args.candidate_prompts)
     results = {}
     for drift in args.drifts:
-        def mean_over_seeds(arm: str, strength: float) -> dict:
-            runs = np.array([simulate(p, arm=arm, strength=strength, drift=drift, seed=s, **common)
+        def mean_over_seeds(arm: str, strength: float, decay: float = 0.0) -> dict:
+            runs = np.array([simulate(p, arm=arm, strength=strength, drift=drift, seed=s, decay=decay, **common)
                              for s in range(args.seeds)])
             return {"informative_prompts_per_step": t_interval(runs[:, 0]),
                     "nonzero_gradient_share": t_interval(runs[:, 1])}
 
-        row = {"uniform": mean_over_seeds("uniform", 0.0), "uniform-pool": mean_over_seeds("uniform-pool", 0.0)}
-        for arm in ("knapsack", "knapsack-same-pool"):
-            row[arm] = {str(strength): mean_over_seeds(arm, strength) for strength in args.strengths}
+        row = {arm: mean_over_seeds(arm, 0.0) for arm in ("uniform", "uniform-pool", "oracle", "oracle-same-pool")}
+        for decay in args.history_decays:
+            for arm in ("knapsack", "knapsack-same-pool"):
+                name = arm if decay == 0 else f"{arm} history_decay={decay:g}"
+                row[name] = {str(strength): mean_over_seeds(arm, strength, decay) for strength in args.strengths}
         results[str(drift)] = row
         print(f"drift {drift}: {json.dumps(row)}", flush=True)
     print(json.dumps({"commit": commit(), "prompts": int(p.size), "mean_success_rate": float(p.mean()),

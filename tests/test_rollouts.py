@@ -125,6 +125,42 @@ def test_success_history_keeps_the_latest_visit_and_survives_a_checkpoint():
     assert SuccessHistory.from_state(history.state()).latest == history.latest
 
 
+@pytest.mark.parametrize("decay", [0.0, 0.3, 1.0])
+def test_success_history_with_decay_weighs_each_earlier_visit_by_decay_per_later_visit(decay):
+    visits = [("a", [1.0, 0.0, 0.0, 0.0]), ("b", [1.0, 1.0]), ("a", [1.0, 1.0]), ("a", [0.0, 0.0, 0.0]),
+              ("b", [0.0] * 5)]
+    history = SuccessHistory(decay=decay)
+    for pid, rewards in visits:
+        history.record([pid], [np.array(rewards)])
+    # By hand: a's visits, oldest first, are 1/4, 2/2 and 0/3; b's 2/2 and 0/5.
+    expected = {"a": (1 * decay**2 + 2 * decay + 0, 4 * decay**2 + 2 * decay + 3), "b": (2 * decay, 2 * decay + 5)}
+    assert history.latest.keys() == expected.keys()
+    for pid, (successes, trials) in expected.items():
+        assert history.latest[pid] == pytest.approx((successes, trials), abs=1e-12)
+    alpha, beta = history.posterior(["a", "b"], prior_strength=2.0)
+    mu = history.prior_mean()
+    np.testing.assert_allclose(alpha, [2 * mu + expected["a"][0], 2 * mu + expected["b"][0]])
+    np.testing.assert_allclose(beta, [2 * (1 - mu) + expected["a"][1] - expected["a"][0],
+                                      2 * (1 - mu) + expected["b"][1] - expected["b"][0]])
+    resumed = SuccessHistory.from_state(history.state(), decay)
+    assert resumed == history
+    resumed.record(["a"], [np.array([1.0])])
+    history.record(["a"], [np.array([1.0])])
+    assert resumed.latest == history.latest  # a resumed run goes on accumulating as the uninterrupted one does
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.5, float("nan")])
+def test_history_decay_outside_0_1_is_refused(decay, tmp_path):
+    from infertune.train import TrainConfig
+
+    with pytest.raises(ValueError, match="decay"):
+        SuccessHistory(decay=decay)
+    with pytest.raises(ValueError, match="history_decay"):
+        TrainConfig(allocation="knapsack", history_decay=decay, out=str(tmp_path))
+    with pytest.raises(ValueError, match="knapsack only"):
+        TrainConfig(history_decay=0.5, out=str(tmp_path))
+
+
 def test_empirical_prior_is_the_beta_binomial_maximum_likelihood():
     rng = np.random.default_rng(3)
     rates = rng.beta(2.0, 6.0, size=3000)

@@ -249,8 +249,10 @@ def test_entropy_and_scores_are_those_of_the_temperature_a_batch_was_drawn_at(ba
 def test_resume_with_knapsack_and_auto_temperature_reproduces_the_run(base_model, tmp_path):
     """The success history and the sampling temperature are part of the checkpoint."""
     overrides = dict(objective="rloo", k=1, batch_prompts=4, n=4, allocation="knapsack", candidate_prompts=8,
-                     auto_temperature=True, temperature_every=2, probe_prompts=4, kl_start=0.0, kl_end=0.0)
-    whole = Trainer(_config(base_model, tmp_path / "whole", **overrides)).run()
+                     history_decay=0.5, auto_temperature=True, temperature_every=2, probe_prompts=4, kl_start=0.0,
+                     kl_end=0.0, task_option=["size=120", *EASY[1:]])  # 20 training prompts: they come back
+    uninterrupted = Trainer(_config(base_model, tmp_path / "whole", **overrides))
+    whole = uninterrupted.run()
 
     def crash_at_step_5(row):
         if row["step"] == 5:
@@ -258,7 +260,11 @@ def test_resume_with_knapsack_and_auto_temperature_reproduces_the_run(base_model
 
     with pytest.raises(Crash):
         Trainer(_config(base_model, tmp_path / "resumed", **overrides)).run(progress=crash_at_step_5)
-    rest = Trainer(_config(base_model, tmp_path / "resumed", **overrides)).run()
+    resumed = Trainer(_config(base_model, tmp_path / "resumed", **overrides))
+    rest = resumed.run()
+    # Some prompt came back (so that the decayed sums were exercised), and the histories end equal.
+    assert sum(r["prompts"] for r in whole) > len(uninterrupted.history.latest)
+    assert resumed.history == uninterrupted.history
     for a, b in zip(whole[3:], rest):
         for key in ("loss", "reward", "samples", "prompts", "temperature", "nonzero_prompts", "balance", "entropy"):
             assert a[key] == b[key], key

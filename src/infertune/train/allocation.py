@@ -14,8 +14,10 @@ information-gain factor p(1 − p)²; here the value is what the objective itsel
   (with the reward as the verifier: a verifier's scores cannot be predicted from a success rate).
 
 Estimator of the success rate: a Beta posterior per prompt; the data are the prompt's successes and trials at its
-latest visit (as the paper uses the previous epoch's rollouts: the policy drifts, so older visits are stale), and an
-unseen prompt gets the prior. The prior is fitted to the run by empirical Bayes (the default, ``prior_strength`` =
+latest visit (as the paper uses the previous epoch's rollouts: the policy drifts, so older visits are stale), or with
+``history_decay`` d > 0 every visit, each earlier one's counts multiplied by d at every later visit (d = 1: all visits
+alike, right for a policy that changes slowly against how often a prompt comes back), and an unseen prompt gets the
+prior. The prior is fitted to the run by empirical Bayes (the default, ``prior_strength`` =
 0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's latest visit, so that its spread
 estimates the spread of success rates across this run's prompts (within the bounds below). A fixed prior, Beta(μs,
 (1 − μ)s) with μ the pooled success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it was the
@@ -175,15 +177,22 @@ def fit_beta_prior(successes, trials) -> tuple[float, float]:
 
 @dataclass
 class SuccessHistory:
-    """Each prompt's successes and trials at its latest visit in this run (the allocation's evidence)."""
+    """Each prompt's successes and trials in this run (the allocation's evidence): those of its latest visit, or with
+    ``decay`` > 0 the sum over its visits, each visit's counts multiplied by ``decay`` at every later one."""
 
-    latest: dict[str, tuple[float, int]] = field(default_factory=dict)
+    latest: dict[str, tuple[float, float]] = field(default_factory=dict)
+    decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError(f"history decay must be in [0, 1] (0: the latest visit only), got {self.decay}")
 
     def record(self, prompt_ids, rewards_rows) -> None:
         for pid, rewards in zip(prompt_ids, rewards_rows):
             r = np.asarray(rewards, dtype=np.float64)
             if r.size:
-                self.latest[pid] = (float(r.sum()), int(r.size))
+                successes, trials = self.latest.get(pid, (0.0, 0.0)) if self.decay else (0.0, 0.0)
+                self.latest[pid] = (self.decay * successes + float(r.sum()), self.decay * trials + float(r.size))
 
     def prior_mean(self) -> float:
         """Pooled success rate of the latest visits (0.5 before any), kept inside [0.01, 0.99]."""
@@ -217,8 +226,8 @@ class SuccessHistory:
         return {pid: list(v) for pid, v in self.latest.items()}
 
     @classmethod
-    def from_state(cls, state: dict) -> "SuccessHistory":
-        return cls({pid: (float(s), int(t)) for pid, (s, t) in state.items()})
+    def from_state(cls, state: dict, decay: float = 0.0) -> "SuccessHistory":
+        return cls({pid: (float(s), float(t)) for pid, (s, t) in state.items()}, decay)
 
 
 def allocate(prompt_ids, history: SuccessHistory, *, objective: str, k: int, budget: int, min_n: int, max_n: int,

@@ -78,6 +78,11 @@ class RolloutRecipe:
                 "0: fitted to the run's prompts by empirical Bayes (beta-binomial maximum likelihood over every "
                 "prompt's latest visit); > 0: that many pseudo-samples centred on the run's pooled success rate "
                 "(smaller trusts a prompt's own history sooner)."})
+    history_decay: float = field(default=0.0, metadata={
+        "help": "Knapsack allocation: what a prompt's earlier visits count for in its success history. 0: only its "
+                "latest visit (as Knapsack RL uses the previous epoch; right when the policy changes quickly); 1: "
+                "every visit alike (right when prompts come back often and the policy changes slowly); between: each "
+                "visit's counts are multiplied by this at every later visit."})
     auto_temperature: bool = field(default=False, metadata={
         "help": "B-STaR's rule: every temperature_every steps, sample probe prompts at the current temperature and "
                 "one temperature_step either side, and sample the next steps at the one whose samples have the highest "
@@ -101,6 +106,10 @@ class RolloutRecipe:
             raise ValueError("candidate_prompts, min_n and max_n apply to --allocation knapsack only")
         if not math.isfinite(self.prior_strength) or self.prior_strength < 0:
             raise ValueError(f"prior_strength must be >= 0 (0: fitted by empirical Bayes), got {self.prior_strength}")
+        if not 0.0 <= self.history_decay <= 1.0:
+            raise ValueError(f"history_decay must be in [0, 1] (0: the latest visit only), got {self.history_decay}")
+        if self.allocation == "uniform" and self.history_decay:
+            raise ValueError("history_decay applies to --allocation knapsack only")
         if not 0 < self.min_temperature <= self.max_temperature or self.temperature_step <= 0:
             raise ValueError("need 0 < min_temperature <= max_temperature and temperature_step > 0")
         if self.temperature_every < 1 or self.probe_prompts < 1 or self.balance_target <= 0:

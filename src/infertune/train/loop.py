@@ -134,7 +134,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         self.step = 0
         self.temperature = config.temperature  # of the next step's samples; auto-temperature moves it
-        self.history = SuccessHistory()  # each prompt's latest successes and trials, for knapsack allocation
+        # Each prompt's successes and trials so far, for knapsack allocation.
+        self.history = SuccessHistory(decay=config.history_decay)
         # A verifier object (any callable on problems and completions) overrides the --verifier name.
         self.verifier = verifier if verifier is not None else self._build_verifier()
         from infertune.models.hf import HFSampler
@@ -497,7 +498,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.temperature = float(state.get("temperature", self.config.temperature))
-        self.history = SuccessHistory.from_state(state.get("history", {}))
+        self.history = SuccessHistory.from_state(state.get("history", {}), self.config.history_decay)
         torch.random.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
