@@ -1,20 +1,22 @@
 """The knapsack allocation on a simulated policy, against uniform allocation and priors. Prints JSON last.
 
-Each training prompt of the embedded default (``benchmarks/rollouts.py``) gets a success rate measured from the SFT
-base with ``--measure-n`` samples; then steps are simulated from those rates (outcomes drawn as Bernoulli trials, no
+Each training prompt of the embedded default (``benchmarks/rollouts.py``) gets a success rate measured from the SFT base
+with ``--measure-n`` samples; then steps are simulated from those rates (outcomes drawn as Bernoulli trials, no
 training): uniform allocation (batch_prompts × n), uniform over the pool (its ``--candidate-prompts`` prompts with the
-budget's even share each), and the knapsack allocation of the same budget over that pool and over uniform's own
-prompts (same pool), through the trainer's own ``allocate`` and ``SuccessHistory``, at several priors (0: empirical
-Bayes, the trainer's default; > 0: pseudo-samples centred on the pooled rate), and the same two knapsacks given every
-prompt's true rate at that step (``oracle``, ``oracle-same-pool``: in expected prompts with a gradient no allocation
-from estimated rates can beat them, so they bound what the allocation can add on these prompts). ``--drifts`` move
-every prompt's rate by that much in logits per step, as a learning policy's might, so that the history goes stale;
-``--history-decays`` runs the knapsack arms at each history decay (the trainer's ``history_decay``: what a prompt's
-earlier visits count for; 0, the default, keeps its latest visit only). Figures, averaged over
-steps and seeds: prompts with a GRPO gradient (a group not all-equal) per step, the quantity the allocation maximises
-in expectation, and the share of samples in such groups (Knapsack RL's effective-gradient ratio, which uneven
-allocation raises at low success rates), each with a t interval over seeds. It isolates the allocation from learning:
-cheap, and a guide for the defaults only.
+budget's even share each), and the knapsack allocation of the same budget over that pool and over uniform's own prompts
+(same pool), through the trainer's own ``allocate`` and ``SuccessHistory``, at several priors (0: empirical Bayes, the
+trainer's default; > 0: pseudo-samples centred on the pooled rate), and the same two knapsacks given every prompt's true
+rate at that step (``oracle``, ``oracle-same-pool``: in expected prompts with a gradient per step no allocation of the
+same candidates under the same constraints can beat them, so they bound what any estimate of the rates can add there;
+they do not maximise, and do not bound, the share of samples). ``--drifts`` move every prompt's rate by that much in
+logits per step, as a learning policy's might, so that the history goes stale; ``--history-decays`` runs the knapsack
+arms at each history decay (the trainer's ``history_decay``: what a prompt's earlier visits count for; 0, the default,
+keeps its latest visit only). Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group not
+all-equal) per step as drawn, and its expectation given the true rates and the allocation (``expected_...``: what the
+oracle maximises and the knapsack maximises by its estimates, without the outcomes' noise; per seed too, for paired
+comparisons), and the share of samples in such groups (Knapsack RL's effective-gradient ratio, which uneven allocation
+raises at low success rates), each with a t interval over seeds. It isolates the allocation from learning: cheap, and a
+guide for the defaults only.
 """
 
 from __future__ import annotations
@@ -43,14 +45,16 @@ def oracle_allocation(rates: np.ndarray, budget: int, min_n: int, max_n: int) ->
 
 
 def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prompts: int, n: int, pool: int,
-             drift: float, seed: int, decay: float = 0.0) -> tuple[float, float]:
-    """(prompts with a gradient per step, share of samples in them) of one simulated run. Arms ``oracle`` and
-    ``oracle-same-pool`` are the knapsack over the pool and over uniform's prompts with the true rates."""
+             drift: float, seed: int, decay: float = 0.0) -> tuple[float, float, float]:
+    """(prompts with a gradient per step, share of samples in them, expected prompts with a gradient per step) of
+    one simulated run: the first two as drawn, the third computed from the true rates and the allocation, without
+    the outcomes' noise. Arms ``oracle`` and ``oracle-same-pool`` are the knapsack over the pool and over uniform's
+    prompts with the true rates."""
     ids = [str(i) for i in range(p.size)]
     outcomes = np.random.default_rng([seed, 1])
     history = SuccessHistory(decay=decay)
     base_logits = logit(np.clip(p, 1e-4, 1 - 1e-4))
-    informative, shares = [], []
+    informative, shares, expected = [], [], []
     for step in range(steps):
         rates = expit(base_logits + drift * step) if drift else p
         draw = np.random.default_rng([seed, step])
@@ -72,7 +76,9 @@ def simulate(p: np.ndarray, *, arm: str, strength: float, steps: int, batch_prom
         mixed = np.array([0 < r.sum() < r.size for r in rows])
         informative.append(mixed.sum())
         shares.append(sizes[mixed].sum() / sizes.sum())
-    return float(np.mean(informative)), float(np.mean(shares))
+        q = rates[chosen]
+        expected.append(float(np.sum(1 - q**sizes - (1 - q) ** sizes)))
+    return float(np.mean(informative)), float(np.mean(shares)), float(np.mean(expected))
 
 
 def main() -> None:
@@ -107,7 +113,10 @@ def main() -> None:
             runs = np.array([simulate(p, arm=arm, strength=strength, drift=drift, seed=s, decay=decay, **common)
                              for s in range(args.seeds)])
             return {"informative_prompts_per_step": t_interval(runs[:, 0]),
-                    "nonzero_gradient_share": t_interval(runs[:, 1])}
+                    "nonzero_gradient_share": t_interval(runs[:, 1]),
+                    "expected_informative_prompts_per_step": t_interval(runs[:, 2]),
+                    "per_seed": {"informative_prompts_per_step": runs[:, 0].tolist(),
+                                 "expected_informative_prompts_per_step": runs[:, 2].tolist()}}
 
         row = {arm: mean_over_seeds(arm, 0.0) for arm in ("uniform", "uniform-pool", "oracle", "oracle-same-pool")}
         for decay in args.history_decays:
@@ -119,6 +128,7 @@ def main() -> None:
     print(json.dumps({"commit": commit(), "prompts": int(p.size), "mean_success_rate": float(p.mean()),
                       "never_solved_share": float((p == 0).mean()), "by_drift_arm_prior_strength": results, **common,
                       "min_n": 2, "max_n": 4 * args.n, "seeds": args.seeds, "measure_n": args.measure_n,
+                      "strengths": args.strengths, "drifts": args.drifts, "history_decays": args.history_decays,
                       "seconds": time.perf_counter() - started}))
 
 

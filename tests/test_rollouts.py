@@ -138,10 +138,22 @@ def test_success_history_with_decay_weighs_each_earlier_visit_by_decay_per_later
     for pid, (successes, trials) in expected.items():
         assert history.latest[pid] == pytest.approx((successes, trials), abs=1e-12)
     alpha, beta = history.posterior(["a", "b"], prior_strength=2.0)
-    mu = history.prior_mean()
+    pooled = (expected["a"][0] + expected["b"][0]) / (expected["a"][1] + expected["b"][1])  # over decayed counts
+    mu = min(max(pooled, 0.01), 0.99)
+    assert history.prior_mean() == pytest.approx(mu)
     np.testing.assert_allclose(alpha, [2 * mu + expected["a"][0], 2 * mu + expected["b"][0]])
     np.testing.assert_allclose(beta, [2 * (1 - mu) + expected["a"][1] - expected["a"][0],
                                       2 * (1 - mu) + expected["b"][1] - expected["b"][0]])
+    # The empirical-Bayes prior is fitted to the decayed (fractional) counts themselves.
+    many = SuccessHistory(decay=decay)
+    rng = np.random.default_rng(5)
+    for visit in range(3):
+        many.record([f"p{i}" for i in range(12)], [(rng.random(4 + i % 3) < 0.2 + 0.05 * i).astype(float)
+                                                   for i in range(12)])
+    successes, trials = np.array(list(many.latest.values())).T
+    np.testing.assert_allclose(many.prior(0.0), fit_beta_prior(successes, trials))
+    if decay not in (0.0, 1.0):
+        assert np.any(trials != np.round(trials))
     resumed = SuccessHistory.from_state(history.state(), decay)
     assert resumed == history
     resumed.record(["a"], [np.array([1.0])])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -59,6 +60,15 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(base_model, tmp_pat
     assert [float(r["loss"]) for r in logged] == pytest.approx([r["loss"] for r in whole], rel=1e-12)
     with pytest.raises(ValueError, match="different configuration"):
         Trainer(_config(base_model, tmp_path / "resumed", lr=2e-4)).run()
+    # A checkpoint written before a field existed resumes with that field at its default, and only at its default.
+    folder = tmp_path / "resumed" / "checkpoints"
+    saved_path = folder / (folder / "latest").read_text().strip() / "config.json"
+    saved = json.loads(saved_path.read_text())
+    del saved["history_decay"]
+    saved_path.write_text(json.dumps(saved))
+    assert Trainer(_config(base_model, tmp_path / "resumed")).load_checkpoint()
+    with pytest.raises(ValueError, match="different configuration"):
+        Trainer(_config(base_model, tmp_path / "resumed", allocation="knapsack", history_decay=0.5)).load_checkpoint()
 
 
 @pytest.mark.parametrize("objective, verifier, k", [
@@ -264,6 +274,7 @@ def test_resume_with_knapsack_and_auto_temperature_reproduces_the_run(base_model
     rest = resumed.run()
     # Some prompt came back (so that the decayed sums were exercised), and the histories end equal.
     assert sum(r["prompts"] for r in whole) > len(uninterrupted.history.latest)
+    assert uninterrupted.history.decay == resumed.history.decay == 0.5
     assert resumed.history == uninterrupted.history
     for a, b in zip(whole[3:], rest):
         for key in ("loss", "reward", "samples", "prompts", "temperature", "nonzero_prompts", "balance", "entropy"):

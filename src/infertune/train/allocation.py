@@ -18,7 +18,7 @@ latest visit (as the paper uses the previous epoch's rollouts: the policy drifts
 ``history_decay`` d > 0 every visit, each earlier one's counts multiplied by d at every later visit (d = 1: all visits
 alike, right for a policy that changes slowly against how often a prompt comes back), and an unseen prompt gets the
 prior. The prior is fitted to the run by empirical Bayes (the default, ``prior_strength`` =
-0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's latest visit, so that its spread
+0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's history, so that its spread
 estimates the spread of success rates across this run's prompts (within the bounds below). A fixed prior, Beta(μs,
 (1 − μ)s) with μ the pooled success rate and s = ``prior_strength`` pseudo-samples, is the alternative; it was the
 default until a benchmark run showed how it misleads when each prompt has been seen once or twice: with μ ≈ 0.06 and
@@ -178,9 +178,10 @@ def fit_beta_prior(successes, trials) -> tuple[float, float]:
 @dataclass
 class SuccessHistory:
     """Each prompt's successes and trials in this run (the allocation's evidence): those of its latest visit, or with
-    ``decay`` > 0 the sum over its visits, each visit's counts multiplied by ``decay`` at every later one."""
+    ``decay`` > 0 the sum over its visits, each visit's counts multiplied by ``decay`` at every later one (visits,
+    not steps: a prompt's history does not age while it is not drawn)."""
 
-    latest: dict[str, tuple[float, float]] = field(default_factory=dict)
+    latest: dict[str, tuple[float, float]] = field(default_factory=dict)  # the histories (named so in checkpoints)
     decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -195,7 +196,8 @@ class SuccessHistory:
                 self.latest[pid] = (self.decay * successes + float(r.sum()), self.decay * trials + float(r.size))
 
     def prior_mean(self) -> float:
-        """Pooled success rate of the latest visits (0.5 before any), kept inside [0.01, 0.99]."""
+        """Pooled success rate of the histories (each prompt weighted by its, possibly decayed, trials; 0.5 before
+        any), kept inside [0.01, 0.99]."""
         if not self.latest:
             return 0.5
         successes, trials = np.array(list(self.latest.values())).T

@@ -76,13 +76,13 @@ class RolloutRecipe:
     prior_strength: float = field(default=0.0, metadata={
         "help": "Knapsack allocation: the Beta prior on a prompt's success rate (an unseen prompt's whole estimate). "
                 "0: fitted to the run's prompts by empirical Bayes (beta-binomial maximum likelihood over every "
-                "prompt's latest visit); > 0: that many pseudo-samples centred on the run's pooled success rate "
+                "prompt's history); > 0: that many pseudo-samples centred on the run's pooled success rate "
                 "(smaller trusts a prompt's own history sooner)."})
     history_decay: float = field(default=0.0, metadata={
         "help": "Knapsack allocation: what a prompt's earlier visits count for in its success history. 0: only its "
                 "latest visit (as Knapsack RL uses the previous epoch; right when the policy changes quickly); 1: "
                 "every visit alike (right when prompts come back often and the policy changes slowly); between: each "
-                "visit's counts are multiplied by this at every later visit."})
+                "visit's counts are multiplied by this at every later visit of that prompt (visits, not steps)."})
     auto_temperature: bool = field(default=False, metadata={
         "help": "B-STaR's rule: every temperature_every steps, sample probe prompts at the current temperature and "
                 "one temperature_step either side, and sample the next steps at the one whose samples have the highest "

@@ -45,7 +45,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -485,6 +485,9 @@ class Trainer:
             path = folder / pointer.read_text().strip()
         state = torch.load(path / "state.pt", weights_only=False)
         saved = json.loads((path / "config.json").read_text())
+        # A field added since the checkpoint was written had its default then (the behaviour before it existed).
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
         if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in asdict(self.config).items()
                                                               if k != "steps"}:
             raise ValueError(f"{path}: this checkpoint was written with a different configuration; use another "
