@@ -37,7 +37,9 @@ from rollouts import TASK_OPTIONS, base_model, commit, t_interval  # noqa: E402 
 
 
 def oracle_allocation(rates: np.ndarray, budget: int, min_n: int, max_n: int) -> np.ndarray:
-    """The knapsack allocation with every prompt's true success rate known: the ceiling of any estimator's."""
+    """The knapsack allocation with every prompt's true success rate known: no allocation of the same candidates under
+    the same constraints has a higher expected count of prompts with a gradient (the share of samples it does not
+    bound)."""
     table = outcome_values("grpo", 1, max_n)
     sizes, correct = np.arange(max_n + 1)[None, :, None], np.arange(max_n + 1)[None, None, :]
     pmf = binom.pmf(correct, sizes, np.asarray(rates)[:, None, None])
