@@ -391,6 +391,60 @@ def test_baselines_match_enumeration(case):
             assert outside[i] == pytest.approx(total / comb(n, k), abs=1e-12)
 
 
+def _rational_weights(name, r, s, k):
+    """bon-exact's and Lemma 2's weights by exact rational arithmetic over every k-subset (small n only)."""
+    from fractions import Fraction
+
+    n = r.size
+    rewards = [Fraction(float(x)) for x in r]
+
+    def pick(subset):
+        top = max(s[j] for j in subset)
+        tied = [j for j in subset if s[j] == top]
+        return tied, sum(rewards[j] for j in tied) / len(tied)
+
+    weights = []
+    for i in range(n):
+        containing = [S for S in itertools.combinations(range(n), k) if i in S]
+        if name == "bon-exact":
+            value = sum(pick(S)[1] for S in containing)
+            if k == 1:
+                base = (sum(rewards) - rewards[i]) / (n - 1)
+            else:
+                base = sum(pick([j for j in S if j != i])[1] for S in containing)
+            weights.append((value - base) / comb(n, k))
+        else:
+            total = Fraction(0)
+            for S in containing:
+                tied, _ = pick(S)
+                if i in tied:
+                    rest = [rewards[j] for j in range(n) if j not in S]
+                    total += (rewards[i] - sum(rest) / len(rest)) / len(tied)
+            weights.append(total / comb(n, k))
+    return weights
+
+
+@settings(max_examples=300, deadline=None)
+@given(samples())
+def test_weights_that_cancel_exactly_are_exactly_zero(case):
+    """Where a weight is exactly 0 in rational arithmetic (bon-exact once more than n − k + 1 samples are right, a
+    Lemma 2 sample whose reward equals every outside mean), the float weight is 0 too, not a 1e-15 residue: the
+    telemetry's non-zero share, the update's idle list and the rollout allocation's value test for exact zeros.
+    Elsewhere the float weights equal the rational ones."""
+    r, s, k = case
+    n = r.size
+    for name in ("bon-exact", "bon-rl-v"):
+        if name == "bon-rl-v" and k == n or name == "bon-exact" and n == 1:
+            continue
+        exact = _rational_weights(name, r, s, k)
+        got = sample_weights(name, r, s, k=k)
+        for g, e in zip(got, exact):
+            if e == 0:
+                assert g == 0.0
+            else:
+                assert g == pytest.approx(float(e), abs=1e-12)
+
+
 def _exact_rank_weights(n, k):
     """C(i−1, k−1)/C(n, k) and the no-tie subset weights from exact integers (small n only)."""
     from fractions import Fraction

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from infertune.objectives.combinatorics import log_binom
+from infertune.objectives.combinatorics import cancelling_difference, log_binom
 from infertune.objectives.registry import check_inputs, register
 
 
@@ -115,7 +115,7 @@ def bon_exact(rewards, scores=None, answers=None, *, k: int = 1) -> np.ndarray:
         baseline = (r.sum() - r) / (n - 1) / n  # RLOO: the (k−1)-subset is empty
     else:
         baseline = leave_one_out_baseline(s, r, k)
-    return w - baseline
+    return cancelling_difference(w, baseline)
 
 
 def out_of_subset_weights(scores, rewards, k: int) -> np.ndarray:
@@ -139,8 +139,8 @@ def out_of_subset_weights(scores, rewards, k: int) -> np.ndarray:
     same_block_other = np.divide(sums[block] - r, m - 1, out=np.zeros(n), where=m > 1)  # per member taken
     lower_mean = np.divide(lower_sums[block], low, out=np.zeros(n), where=low > 0)
     inside_others = (ct - c) * same_block_other + (k * c - ct) * lower_mean  # Σ_t α_t E[others in S | t]
-    outside = (c * (r.sum() - r) - inside_others) / (n - k)
-    return c * r - outside
+    outside = cancelling_difference(c * (r.sum() - r), inside_others) / (n - k)
+    return cancelling_difference(c * r, outside)
 
 
 def _lemma2(rewards, scores, k: int, baseline) -> np.ndarray:

@@ -25,3 +25,23 @@ def log_binom(a, b) -> np.ndarray:
 def binom_ratio(a, b, n, k) -> np.ndarray:
     """C(a, b)/C(n, k) without forming either coefficient; 0 where C(a, b) is 0."""
     return np.exp(log_binom(a, b) - log_binom(n, k))
+
+
+# Relative agreement below which two operands of a weight are taken as cancelling exactly (module ``bon``).
+CANCELLATION_RTOL = 1e-10
+
+
+def cancelling_difference(a, b, rtol: float = CANCELLATION_RTOL) -> np.ndarray:
+    """a − b, set to exactly 0 where a and b agree to ``rtol`` of the larger of |a|, |b|.
+
+    The Best-of-k weights are differences of sums of exp(log C) terms. Where the exact weight is 0 (bon-exact once
+    more than n − k + 1 samples are correct, so that every k-subset's pick is right with or without the sample, or a
+    Lemma 2 sample whose reward equals its subsets' outside mean), the floats leave a residue of about 1e-15, and a
+    prompt with no gradient would count as having one: in the telemetry's non-zero share, in the update (its
+    sequences kept instead of left idle) and in the rollout allocation's value. Treating a difference smaller than
+    1e-10 of its operands as 0 changes a weight by less than that fraction of its parts.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    d = a - b
+    return np.where(np.abs(d) <= rtol * np.maximum(np.abs(a), np.abs(b)), 0.0, d)
