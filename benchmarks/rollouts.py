@@ -20,7 +20,8 @@ With GRPO a prompt's expected weight grows with its n, so under knapsack allocat
 weigh more; ``--objective rloo`` keeps every prompt's expectation at any n. The task is kept small (``--size``) so
 that prompts come back several times in a run, as they do over the epochs of the paper's runs, which is where a
 history exists to allocate from; ``--history-decay`` sets what the knapsack arms' history keeps of a prompt's earlier
-visits (the trainer's ``history_decay``: 0, the default, its latest visit only; 1, every visit alike).
+visits (the trainer's ``history_decay``: 1, the default, every visit alike; 0, its latest visit only, the default
+until 2026-11-22 and in the result files written before then).
 
 Figures: ``nonzero_gradient_share_*`` is the share of a step's samples that belong to prompts whose GRPO weights are
 not all zero (Knapsack RL's effective-gradient ratio: the part of the sampled data that contributes to the update),
@@ -58,6 +59,7 @@ from infertune.evaluation import per_prompt_curves
 from infertune.models.base import SamplingParams
 from infertune.store import scored_from_arrays
 from infertune.train import TrainConfig, Trainer
+from infertune.train.allocation import HISTORY_DECAY_DEFAULT
 
 TASK_OPTIONS = ["numbers=3", "max_number=9", "max_target=60"]
 
@@ -124,8 +126,9 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=400)
     parser.add_argument("--prior-strength", type=float, default=0.0,
                         help="knapsack arms' prior (0: empirical Bayes, the trainer's default)")
-    parser.add_argument("--history-decay", type=float, default=0.0,
-                        help="knapsack arms' weight of a prompt's earlier visits (0: the latest only, the default)")
+    parser.add_argument("--history-decay", type=float, default=HISTORY_DECAY_DEFAULT,
+                        help="knapsack arms' weight of a prompt's earlier visits (1, the trainer's default: every "
+                             "visit alike; 0: the latest only)")
     parser.add_argument("--work", default=os.environ.get("INFERTUNE_BENCH_DIR", "/tmp/infertune-bench-rollouts"))
     args = parser.parse_args()
     started = time.perf_counter()

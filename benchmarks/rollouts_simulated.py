@@ -10,8 +10,9 @@ rate at that step (``oracle``, ``oracle-same-pool``: in expected prompts with a 
 same candidates under the same constraints can beat them, so they bound what any estimate of the rates can add there;
 they do not maximise, and do not bound, the share of samples). ``--drifts`` move every prompt's rate by that much in
 logits per step, as a learning policy's might, so that the history goes stale; ``--history-decays`` runs the knapsack
-arms at each history decay (the trainer's ``history_decay``: what a prompt's earlier visits count for; 0, the default,
-keeps its latest visit only). Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group not
+arms at each history decay (the trainer's ``history_decay``: what a prompt's earlier visits count for; 0 keeps its
+latest visit only, the trainer's default until 2026-11-22, and is this script's default so that its arm names mean
+what they meant in earlier result files; the trainer's default is now 1). Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group not
 all-equal) per step as drawn, and its expectation given the true rates and the allocation (``expected_...``: what the
 oracle maximises and the knapsack maximises by its estimates, without the outcomes' noise; per seed too, for paired
 comparisons), and the share of samples in such groups (Knapsack RL's effective-gradient ratio, which uneven allocation
@@ -95,8 +96,8 @@ def main() -> None:
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 4.0, 16.0])
     parser.add_argument("--drifts", type=float, nargs="+", default=[0.0, 0.03])
     parser.add_argument("--history-decays", type=float, nargs="+", default=[0.0],
-                        help="the knapsack arms' history decay (0: the latest visit only, the trainer's default); "
-                             "arms at another decay are named '<arm> history_decay=<d>'")
+                        help="the knapsack arms' history decay (0: the latest visit only; the trainer's default is "
+                             "now 1); arms at another decay than 0 are named '<arm> history_decay=<d>'")
     parser.add_argument("--base-steps", type=int, default=400)
     parser.add_argument("--work", default="/tmp/infertune-bench-rollouts")
     args = parser.parse_args()

@@ -31,7 +31,13 @@ from infertune.train.allocation import (
     solve,
 )
 from infertune.train.loop import prompt_weights
-from infertune.train.telemetry import balance_score, distinct_correct, nonzero_gradient, step_telemetry
+from infertune.train.telemetry import (
+    balance_score,
+    distinct_correct,
+    nonzero_gradient,
+    progress_line,
+    step_telemetry,
+)
 from infertune.train.temperature import bstar_step, candidate_temperatures, choose
 
 # -- the knapsack ---------------------------------------------------------------------------------------------------
@@ -88,14 +94,62 @@ def test_group_value_is_the_chance_the_group_is_not_all_equal():
     np.testing.assert_allclose(values, np.where(n > 0, 1 - p**n - (1 - p) ** n, 0.0), atol=1e-6)
 
 
-@pytest.mark.parametrize("objective, k", [("bon-exact", 2), ("bon-rlb", 2), ("passk-chen", 3), ("star", 1)])
-def test_magnitude_values_depend_on_the_count_of_correct_samples_only(objective, k):
+@pytest.mark.parametrize("objective, k", [("rloo", 1), ("grpo", 1), ("dr-grpo", 1), ("bon-exact", 1), ("bon-exact", 3),
+                                          ("bon-rl-v", 2), ("bon-rl-s", 3), ("passk-chen", 3), ("star", 1),
+                                          ("bon-rlbp", 2)])
+def test_the_value_of_an_outcome_is_whether_the_weights_are_not_all_zero(objective, k):
+    """M[n, c] = 1 exactly when the objective's weights on any ordering of c correct and n − c wrong samples are not
+    all zero; for the group objectives that is 0 < c < n, for bon-exact 0 < c <= min(n − 1, n − k + 1)."""
     rng = np.random.default_rng(0)
-    table = outcome_values(objective, k, 7)
-    for n in range(4, 8):
+    table = outcome_values(objective, k, 9)
+    least = k + 1 if get(objective).needs_more_samples_than_k else k
+    for n in range(max(least, 2), 10):
         for c in range(n + 1):
             r = rng.permutation(np.r_[np.ones(c), np.zeros(n - c)])
-            assert np.abs(sample_weights(objective, r, k=k)).sum() == pytest.approx(table[n, c], abs=1e-12)
+            assert table[n, c] == float(np.any(sample_weights(objective, r, k=k) != 0))
+            if objective in ("rloo", "grpo", "dr-grpo"):
+                assert table[n, c] == float(0 < c < n)
+            if objective == "bon-exact":
+                assert table[n, c] == float(0 < c <= min(n - 1, n - k + 1))
+    assert not table[:least].any()
+
+
+@pytest.mark.parametrize("objective, k", [("bon-exact", 1), ("bon-exact", 4), ("rloo", 1), ("bon-rl-s", 4)])
+def test_the_weights_expected_magnitude_could_not_choose_n(objective, k):
+    """Why the value is not E[Σ|w_i|] (what the issue asked for the Best-of-k objectives): for an objective whose
+    weights keep their expectation at every n it is the same at every n, so it cannot tell the knapsack how many
+    samples a prompt should get. The chance of a non-zero gradient grows with n."""
+    for p in (0.05, 0.4, 0.9):
+        magnitude, value = [], []
+        for n in range(k + 1, 17):
+            pmf = stats.binom.pmf(np.arange(n + 1), n, p)
+            magnitude.append(pmf @ [np.abs(sample_weights(objective, np.r_[np.ones(c), np.zeros(n - c)], k=k)).sum()
+                                    for c in range(n + 1)])
+        strength = 1e9
+        value = expected_values(outcome_values(objective, k, 16), [p * strength], [(1 - p) * strength])[0, k + 1:]
+        np.testing.assert_allclose(magnitude, magnitude[0], rtol=1e-9)
+        assert np.all(np.diff(value) >= -1e-9) and value[-1] > value[0]
+
+
+def test_bon_exact_under_knapsack_gives_no_prompt_samples_it_cannot_use():
+    """The old magnitude value, flat in n, left bon-exact's spare samples wherever rounding put them. Now prompts
+    alike get n within one of each other, and a prompt that is all-correct so far gets at most what it needs."""
+    history = SuccessHistory()
+    ids = [f"p{i}" for i in range(12)]
+    history.record(ids, [np.r_[np.ones(3), np.zeros(13)]] * 11 + [np.ones(16)])
+    n = allocate(ids, history, objective="bon-exact", k=4, budget=96, min_n=4, max_n=40, prior_strength=0.0)
+    assert n.sum() == 96
+    alike = n[:11][n[:11] > 0]
+    assert alike.max() - alike.min() <= 1
+    assert n[11] <= alike.min()
+
+
+def test_knapsack_refuses_an_objective_whose_weights_are_never_all_zero(tmp_path):
+    from infertune.train import TrainConfig
+
+    with pytest.raises(ValueError, match="not all zero at every outcome"):
+        TrainConfig(task="arith", model="tiny", objective="bon-rlb", k=2, allocation="knapsack",
+                    out=str(tmp_path / "r"))
 
 
 def test_knapsack_moves_samples_from_settled_prompts_to_uncertain_ones():
@@ -114,7 +168,7 @@ def test_knapsack_moves_samples_from_settled_prompts_to_uncertain_ones():
 
 
 def test_success_history_keeps_the_latest_visit_and_survives_a_checkpoint():
-    history = SuccessHistory()
+    history = SuccessHistory(decay=0.0)
     history.record(["a", "b"], [np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0, 1.0])])
     history.record(["a"], [np.array([1.0, 1.0, 1.0])])
     assert history.latest == {"a": (3.0, 3), "b": (1.0, 4)}
@@ -122,7 +176,15 @@ def test_success_history_keeps_the_latest_visit_and_survives_a_checkpoint():
     alpha, beta = history.posterior(["a", "new"], prior_strength=2.0)
     np.testing.assert_allclose(alpha, [8 / 7 + 3, 8 / 7])
     np.testing.assert_allclose(beta, [6 / 7, 6 / 7])
-    assert SuccessHistory.from_state(history.state()).latest == history.latest
+    assert SuccessHistory.from_state(history.state(), 0.0) == history
+
+
+def test_the_default_history_counts_every_visit_alike():
+    history = SuccessHistory()
+    history.record(["a"], [np.array([1.0, 0.0])])
+    history.record(["a"], [np.array([0.0, 0.0, 0.0])])
+    assert history.latest == {"a": (1.0, 5.0)}
+    assert SuccessHistory.from_state(history.state()) == history
 
 
 @pytest.mark.parametrize("decay", [0.0, 0.3, 1.0])
@@ -357,6 +419,16 @@ def test_step_telemetry_of_a_hand_made_batch():
     # 0.1 → (2/4 + 0 + 1)/3, 0.4 and 0.5 → (1/2·1/2 + 0 + 1)/3, 0.9 → (1/2 + 0 + 0)/3.
     assert t["balance"] == pytest.approx((2 / 3 + 0 + 1) / 3)
     assert balance_score(rewards, scores, answers, 2) == pytest.approx(((2 / 3 + 1) / 3, 0.2))
+    line = progress_line({**t, "entropy": 0.5, "temperature": 1.0, "loss": 0.25}, 2)
+    assert "select 1.00" in line and "nonzero 0.33" in line and "pass@2" in line
+
+
+def test_a_bon_exact_group_with_too_many_correct_samples_has_no_gradient():
+    """bon-exact at n = 16, k = 8 with 10 or more correct samples: every weight is exactly 0 (not a rounding
+    residue), so the step's telemetry counts the prompt as having no gradient."""
+    rows = [np.r_[np.ones(c), np.zeros(16 - c)] for c in (9, 10, 16)]
+    weights = prompt_weights("bon-exact", rows, None, 8)
+    np.testing.assert_array_equal(nonzero_gradient(weights), [True, False, False])
 
 
 # -- B-STaR's temperature rule on synthetic runs ----------------------------------------------------------------
@@ -474,7 +546,7 @@ def test_report_of_a_training_run_plots_and_summarises_its_telemetry(tmp_path):
     for step in range(1, 21):
         row = {name: 0.0 for name in LOG_FIELDS}
         row.update(step=step, reward=step / 40, pass_at_k=step / 20, nonzero_prompts=0.5, entropy=1.0 - step / 40,
-                   balance=0.25, temperature=1.0 if step < 10 else 1.1, distinct_correct=step / 10)
+                   balance=0.25, temperature=1.0 if step < 10 else 1.1, distinct_correct=step / 10, bon_at_k=step / 30)
         rows.append(row)
     with open(tmp_path / "train_log.csv", "w") as fh:
         fh.write(",".join(LOG_FIELDS) + "\n")
@@ -487,6 +559,7 @@ def test_report_of_a_training_run_plots_and_summarises_its_telemetry(tmp_path):
     payload = json.loads((tmp_path / "report" / "telemetry.json").read_text())
     assert payload["summary"]["reward"] == {"first": pytest.approx(1.5 / 40), "last": pytest.approx(19.5 / 40)}
     assert payload["summary"]["temperature"] == {"first": 1.0, "last": pytest.approx(1.1)}
+    assert payload["summary"]["bon_at_k"] == {"first": pytest.approx(1.5 / 30), "last": pytest.approx(19.5 / 30)}
     assert payload["held_out"]["pass@4"] == [0.3, 0.4]
     assert "distinct_correct" in result.output and "held-out at step 20" in result.output
     empty = tmp_path / "nothing"
@@ -543,7 +616,10 @@ def test_knapsack_warns_exactly_for_objectives_whose_expectation_changes_with_n(
     directions = [_expected_direction(objective, pi, rewards, scores, n, k) for n in (3, 4, 6)]
     same = all(np.allclose(d, directions[0], atol=1e-12) for d in directions)
     assert same == (objective in KEEPS_EXPECTATION_AT_ANY_N)
-    if same:
+    if objective == "bon-rlb":  # its weights are never all zero, so knapsack has no value to allocate by
+        with pytest.raises(ValueError, match="every allocation is worth the same"):
+            TrainConfig(allocation="knapsack", objective=objective, n=8, k=k)
+    elif same:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             TrainConfig(allocation="knapsack", objective=objective, n=8, k=k)

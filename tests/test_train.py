@@ -69,6 +69,13 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(base_model, tmp_pat
     assert Trainer(_config(base_model, tmp_path / "resumed")).load_checkpoint()
     with pytest.raises(ValueError, match="different configuration"):
         Trainer(_config(base_model, tmp_path / "resumed", allocation="knapsack", history_decay=0.5)).load_checkpoint()
+    # A knapsack run saved before the field existed kept the latest visit only (the default then): it resumes as
+    # history_decay 0, not at today's default.
+    saved_path.write_text(json.dumps({**saved, "allocation": "knapsack"}))
+    legacy = _config(base_model, tmp_path / "resumed", allocation="knapsack", history_decay=0.0)
+    assert Trainer(legacy).load_checkpoint()
+    with pytest.raises(ValueError, match="different configuration"):
+        Trainer(_config(base_model, tmp_path / "resumed", allocation="knapsack")).load_checkpoint()
 
 
 @pytest.mark.parametrize("objective, verifier, k", [

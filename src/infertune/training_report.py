@@ -1,11 +1,12 @@
 """The report of a training run: its per-step telemetry (``train_log.csv``) as a figure, a summary and JSON.
 
 ``infertune report RUN`` on a folder written by ``infertune train`` lands here. The figure has one panel per
-question a run raises: is the policy improving on its own samples (reward, pass@k, the verifier's selection accuracy,
-and the held-out checks of ``eval_log.csv``), is there gradient (the share of prompts, and of samples, whose weights
-are not all zero), is it still exploring (distinct correct answers per prompt, the entropy of the sampled
-distribution), B-STaR's balance of the two, and the sampling temperature. Steps are noisy, so each series is drawn
-raw (thin) and as a moving average (thick). The summary compares the first and last tenth of the run.
+question a run raises: is the policy improving on its own samples (reward, pass@k, Best-of-k by the training
+verifier, the verifier's selection accuracy, and the held-out checks of ``eval_log.csv``), is there gradient (the
+share of prompts, and of samples, whose weights are not all zero), is it still exploring (distinct correct answers
+per prompt, the entropy of the sampled distribution), B-STaR's balance of the two, and the sampling temperature.
+Steps are noisy, so each series is drawn raw (thin) and as a moving average (thick). The summary compares the first
+and last tenth of the run.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ import numpy as np
 
 LOG_NAME, EVAL_NAME = "train_log.csv", "eval_log.csv"
 PANELS = [
-    ("Own samples", ["reward", "pass_at_k", "selection_accuracy"]),
+    ("Own samples", ["reward", "pass_at_k", "bon_at_k", "selection_accuracy"]),
     ("Non-zero gradient (share)", ["nonzero_prompts", "nonzero_samples"]),
     ("Distinct correct answers per prompt", ["distinct_correct"]),
     ("Entropy of the sampled distribution (nats/token)", ["entropy"]),
     ("B-STaR balance score", ["balance"]),
     ("Sampling temperature", ["temperature"]),
 ]
-SUMMARY = ["reward", "pass_at_k", "nonzero_prompts", "nonzero_samples", "distinct_correct", "selection_accuracy",
-           "entropy", "balance", "temperature"]
+SUMMARY = ["reward", "pass_at_k", "bon_at_k", "nonzero_prompts", "nonzero_samples", "distinct_correct",
+           "selection_accuracy", "entropy", "balance", "temperature"]
 
 
 @dataclass

@@ -5,18 +5,31 @@ treat each prompt's rollouts as a knapsack item: giving prompt i n_i samples cos
 Value(n_i, p_i), p_i its success rate. Under a uniform n, prompts that are all-correct or all-wrong give GRPO a zero
 gradient; solving max Σ_i Value(n_i, p_i) subject to Σ_i n_i = B moves their samples to prompts where the group
 is likely to disagree. The paper's value for GRPO is P(the group is not all-equal) = 1 − p^n − (1 − p)^n times an
-information-gain factor p(1 − p)²; here the value is what the objective itself needs (the issue's definition):
+information-gain factor p(1 − p)²; here the value is the objective's own version of the first factor, P(the
+objective's weights on the prompt's n samples are not all zero): the chance the prompt contributes any gradient.
+With C correct samples among n and the reward as the verifier (a verifier's scores cannot be predicted from a success
+rate), the weights depend only on (n, C), so the table M[n, c] = 1{weights on c ones and n − c zeros not all 0} is
+computed once from the objective's weight function:
 
-- ``group`` objectives (rloo, grpo, dr-grpo: a baseline from the group's own mean), P(0 < C < n), C the number of
-  correct samples among n: the chance the prompt contributes any gradient;
-- every other objective (pass@k, Best-of-k and STaR weights), E[Σ_i |w_i|]: the expected magnitude of its
-  per-sample weights, computed from the objective's own weight function for every count c of correct samples
-  (with the reward as the verifier: a verifier's scores cannot be predicted from a success rate).
+- rloo, grpo, dr-grpo: 0 < C < n (the group is not all-equal, the paper's factor);
+- bon-exact at k: 0 < C ≤ min(n − 1, n − k + 1) (with more correct samples every k-subset's pick is right with or without any
+  one sample, so every weight is 0); bon-rl-v/-s and passk-chen likewise from their own weights; star: C > 0.
 
-Estimator of the success rate: a Beta posterior per prompt; the data are the prompt's successes and trials at its
-latest visit (as the paper uses the previous epoch's rollouts: the policy drifts, so older visits are stale), or with
-``history_decay`` d > 0 every visit, each earlier one's counts multiplied by d at every later visit (d = 1: all visits
-alike, right for a policy that changes slowly against how often a prompt comes back), and an unseen prompt gets the
+The issue asked for the expected magnitude E[Σ_i |w_i|] for the pass@k and Best-of-k objectives, and this module
+used it until a review measured what it does: for an objective whose weights keep their expectation at every n
+(rloo, bon-exact, bon-rl-v/-s), E[Σ_i |w_i|] is the same at every n (to 1e-12 under the binomial: 0.095 at p = 0.05
+for rloo and bon-exact k = 1 at n = 5..32, 0.1715 for bon-exact k = 4), so it could rank prompts but not choose
+their n, and the spare samples landed wherever rounding put them (bon-exact at k = 4, 32 candidates, budget 256:
+4 prompts got 29 to 37 samples, the other 28 got 4 or 5).
+An objective whose weights are never all zero (bon-rlb, which pushes down the samples of an all-wrong group too) has
+the value 1 at every n and gives the allocation nothing to choose by; ``train`` refuses it
+(``allocation_value_is_flat``). bon-rlbp and star are worth P(C > 0).
+
+Estimator of the success rate: a Beta posterior per prompt; the data are the prompt's successes and trials over its
+visits in this run, each earlier visit's counts multiplied by ``history_decay`` d at every later visit: d = 1 (the
+default) counts every visit alike, d = 0 keeps the latest visit only (as the paper uses the previous epoch's rollouts:
+the policy drifts, so older visits are stale; the default until real 300-step runs showed it finding fewer prompts
+with a gradient than uniform allocation over the same draw, where d = 1 found more). An unseen prompt gets the
 prior. The prior is fitted to the run by empirical Bayes (the default, ``prior_strength`` =
 0): the Beta(α₀, β₀) that maximises the beta-binomial likelihood of every prompt's history, so that its spread
 estimates the spread of success rates across this run's prompts (within the bounds below). A fixed prior, Beta(μs,
@@ -50,40 +63,35 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import betaln, expit, gammaln
 
+# What a prompt's earlier visits count for (1: every visit alike). Chosen on the training prompts' own counts
+# (benchmarks/rollouts.py at 300 steps, rollouts_simulated.py): README, "Rollout allocation".
+HISTORY_DECAY_DEFAULT = 1.0
 # Objectives whose expected update for a prompt is the same at every n (enumerated for every objective knapsack takes).
 KEEPS_EXPECTATION_AT_ANY_N = ("rloo", "bon-exact", "bon-rl-v", "bon-rl-s")
-# Objectives whose gradient vanishes exactly when the group is all-equal (a baseline from the group's own mean).
-GROUP_OBJECTIVES = frozenset({"rloo", "grpo", "dr-grpo"})
-
-
-def value_kind(objective: str) -> str:
-    """``group`` (value: P(the group is not all-equal)) or ``magnitude`` (value: E[Σ|w_i|])."""
-    return "group" if objective in GROUP_OBJECTIVES else "magnitude"
 
 
 @lru_cache(maxsize=32)
 def outcome_values(objective: str, k: int, max_n: int) -> np.ndarray:
-    """M[n, c] for n = 0..max_n, c = 0..max_n: what n samples with c correct give the objective (0 for c > n).
-
-    ``group``: 1 when 0 < c < n. ``magnitude``: Σ_i |w_i| of ``sample_weights`` on c ones and n − c zeros (the
-    weights depend only on the count when the verifier is the reward); 0 where the objective needs more samples.
-    """
+    """M[n, c] for n = 0..max_n, c = 0..max_n: 1 when the objective's weights on c correct and n − c wrong samples
+    are not all zero, else 0 (also for c > n, and where the objective needs more samples than n)."""
     from infertune.objectives import get, sample_weights
 
     table = np.zeros((max_n + 1, max_n + 1))
-    n = np.arange(max_n + 1)[:, None]
-    c = np.arange(max_n + 1)[None, :]
-    if value_kind(objective) == "group":
-        table[:] = (c > 0) & (c < n)
-    else:
-        spec = get(objective)
-        least = k + 1 if spec.needs_more_samples_than_k else k
-        for size in range(max(least, 1), max_n + 1):
-            for correct in range(size + 1):
-                rewards = np.r_[np.ones(correct), np.zeros(size - correct)]
-                table[size, correct] = np.abs(sample_weights(objective, rewards, None, k=k)).sum()
+    spec = get(objective)
+    least = k + 1 if spec.needs_more_samples_than_k else k
+    for size in range(max(least, 1), max_n + 1):
+        for correct in range(size + 1):
+            rewards = np.r_[np.ones(correct), np.zeros(size - correct)]
+            table[size, correct] = float(np.any(sample_weights(objective, rewards, None, k=k) != 0))
     table.setflags(write=False)
     return table
+
+
+def allocation_value_is_flat(objective: str, k: int, min_n: int, max_n: int) -> bool:
+    """True when the objective's weights are non-zero at every outcome for every n in min_n..max_n: the value is 1
+    whatever the success rate and n, so the knapsack has nothing to allocate by."""
+    table = outcome_values(objective, k, max_n)
+    return all(table[n, : n + 1].all() for n in range(min_n, max_n + 1))
 
 
 def expected_values(table: np.ndarray, alpha, beta) -> np.ndarray:
@@ -105,7 +113,8 @@ def solve(values, budget: int, min_n: int) -> np.ndarray:
     """The allocation n (one per prompt, each 0 or in [min_n, max_n], max_n = values.shape[1] − 1) that maximises
     Σ_i values[i, n_i] subject to Σ_i n_i = budget, exactly, by dynamic programming over the budget spent.
 
-    O(prompts · budget · max_n). Ties go to the smaller n for earlier prompts. Raises ValueError when no allocation
+    O(prompts · budget · max_n). Of allocations with equal value, the one found first in the loop over n is kept
+    for each prompt as the table is filled (a tie is a tie: which one wins is not part of the contract). Raises ValueError when no allocation
     spends the budget exactly.
     """
     v = np.asarray(values, dtype=np.float64)
@@ -182,7 +191,7 @@ class SuccessHistory:
     not steps: a prompt's history does not age while it is not drawn)."""
 
     latest: dict[str, tuple[float, float]] = field(default_factory=dict)  # the histories (named so in checkpoints)
-    decay: float = 0.0
+    decay: float = HISTORY_DECAY_DEFAULT
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay <= 1.0:
@@ -228,7 +237,7 @@ class SuccessHistory:
         return {pid: list(v) for pid, v in self.latest.items()}
 
     @classmethod
-    def from_state(cls, state: dict, decay: float = 0.0) -> "SuccessHistory":
+    def from_state(cls, state: dict, decay: float = HISTORY_DECAY_DEFAULT) -> "SuccessHistory":
         return cls({pid: (float(s), float(t)) for pid, (s, t) in state.items()}, decay)
 
 

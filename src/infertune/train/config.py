@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 import warnings
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from infertune.objectives import OBJECTIVES, get
 from infertune.tasks import TaskSpec
-from infertune.train.allocation import KEEPS_EXPECTATION_AT_ANY_N
+from infertune.train.allocation import HISTORY_DECAY_DEFAULT, KEEPS_EXPECTATION_AT_ANY_N, allocation_value_is_flat
 from infertune.verify import describe_verifiers
 
 
@@ -78,11 +78,12 @@ class RolloutRecipe:
                 "0: fitted to the run's prompts by empirical Bayes (beta-binomial maximum likelihood over every "
                 "prompt's history); > 0: that many pseudo-samples centred on the run's pooled success rate "
                 "(smaller trusts a prompt's own history sooner)."})
-    history_decay: float = field(default=0.0, metadata={
-        "help": "Knapsack allocation: what a prompt's earlier visits count for in its success history. 0: only its "
-                "latest visit (as Knapsack RL uses the previous epoch; right when the policy changes quickly); 1: "
-                "every visit alike (right when prompts come back often and the policy changes slowly); between: each "
-                "visit's counts are multiplied by this at every later visit of that prompt (visits, not steps)."})
+    history_decay: float = field(default=HISTORY_DECAY_DEFAULT, metadata={
+        "help": "Knapsack allocation: what a prompt's earlier visits count for in its success history. 1 (default): "
+                "every visit alike; 0: only its latest visit (as Knapsack RL uses the previous epoch); between: each "
+                "visit's counts are multiplied by this at every later visit of that prompt (visits, not steps). "
+                "Chosen on the training prompts' own counts: in 300-step runs of the embedded default 1 found more "
+                "prompts with a gradient than uniform allocation over the same draw, 0 fewer."})
     auto_temperature: bool = field(default=False, metadata={
         "help": "B-STaR's rule: every temperature_every steps, sample probe prompts at the current temperature and "
                 "one temperature_step either side, and sample the next steps at the one whose samples have the highest "
@@ -108,7 +109,7 @@ class RolloutRecipe:
             raise ValueError(f"prior_strength must be >= 0 (0: fitted by empirical Bayes), got {self.prior_strength}")
         if not 0.0 <= self.history_decay <= 1.0:
             raise ValueError(f"history_decay must be in [0, 1] (0: the latest visit only), got {self.history_decay}")
-        if self.allocation == "uniform" and self.history_decay:
+        if self.allocation == "uniform" and self.history_decay != HISTORY_DECAY_DEFAULT:
             raise ValueError("history_decay applies to --allocation knapsack only")
         if not 0 < self.min_temperature <= self.max_temperature or self.temperature_step <= 0:
             raise ValueError("need 0 < min_temperature <= max_temperature and temperature_step > 0")
@@ -165,11 +166,6 @@ class TrainConfig(TaskSpec, TrainRecipe, RolloutRecipe):
                              "learns from reference answers: use uniform")
         if self.objective == "tang-loo":
             raise ValueError("tang-loo is defined at k = n only, so it cannot take a different n per prompt")
-        if self.objective not in KEEPS_EXPECTATION_AT_ANY_N:
-            warnings.warn(f"{self.objective}'s expected weight for a prompt changes with its number of samples, so "
-                          "under --allocation knapsack the prompts given more samples also weigh differently; "
-                          f"{', '.join(KEEPS_EXPECTATION_AT_ANY_N)} keep their expectation at any per-prompt n",
-                          stacklevel=4)
         if self.reward != "task":
             raise ValueError("--allocation knapsack models each prompt's success rate from the task's binary reward; "
                              "use --reward task")
@@ -183,6 +179,16 @@ class TrainConfig(TaskSpec, TrainRecipe, RolloutRecipe):
         if self.pool_size * self.samples_max_n < budget:
             raise ValueError(f"{self.pool_size} candidate prompts x max_n = {self.samples_max_n} cannot spend the "
                              f"step's {budget} samples; raise candidate_prompts or max_n")
+        if allocation_value_is_flat(self.objective, self.k, self.samples_min_n, self.samples_max_n):
+            raise ValueError(f"--allocation knapsack values n samples by the chance that {self.objective}'s weights on "
+                             f"them are not all zero; with k = {self.k} they are not all zero at every outcome for n = "
+                             f"{self.samples_min_n}..{self.samples_max_n}, so every allocation is worth the same: use "
+                             "uniform")
+        if self.objective not in KEEPS_EXPECTATION_AT_ANY_N:
+            warnings.warn(f"{self.objective}'s expected weight for a prompt changes with its number of samples, so "
+                          "under --allocation knapsack the prompts given more samples also weigh differently; "
+                          f"{', '.join(KEEPS_EXPECTATION_AT_ANY_N)} keep their expectation at any per-prompt n",
+                          stacklevel=4)
 
     @property
     def least_n(self) -> int:
@@ -216,3 +222,14 @@ def kl_coefficient(config: TrainRecipe, step: int) -> float:
     """Linear anneal from kl_start to kl_end over the run."""
     frac = step / max(1, config.steps - 1)
     return config.kl_start + (config.kl_end - config.kl_start) * frac
+
+
+def fill_fields_missing_from(saved: dict) -> dict:
+    """A saved configuration (a checkpoint's config.json) with every field added since it was written set to what the
+    run did before the field existed: its default then, which is its default now except for ``history_decay``, whose
+    default moved from 0 (the latest visit only) to 1; a knapsack run saved before the field existed kept the latest
+    visit only. Under uniform allocation the decay is unused and always at its default."""
+    before = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    if saved.get("allocation") == "knapsack":
+        before["history_decay"] = 0.0
+    return {**{k: v for k, v in before.items() if k not in saved}, **saved}

@@ -45,7 +45,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -58,7 +58,7 @@ from infertune.store import scored_from_arrays
 from infertune.tasks import Problem, Task
 from infertune.tasks.splits import split_problems
 from infertune.train.allocation import SuccessHistory, allocate
-from infertune.train.config import TrainConfig, kl_coefficient
+from infertune.train.config import TrainConfig, fill_fields_missing_from, kl_coefficient
 from infertune.train.logprobs import sequence_logprobs
 from infertune.train.telemetry import TELEMETRY_FIELDS, balance_score, empty_telemetry, step_telemetry
 from infertune.train.temperature import bstar_step
@@ -485,9 +485,7 @@ class Trainer:
             path = folder / pointer.read_text().strip()
         state = torch.load(path / "state.pt", weights_only=False)
         saved = json.loads((path / "config.json").read_text())
-        # A field added since the checkpoint was written had its default then (the behaviour before it existed).
-        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+        saved = fill_fields_missing_from(saved)  # fields added since the checkpoint was written
         if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in asdict(self.config).items()
                                                               if k != "steps"}:
             raise ValueError(f"{path}: this checkpoint was written with a different configuration; use another "

@@ -129,5 +129,6 @@ def empty_telemetry() -> dict:
 def progress_line(row: dict, k: int) -> str:
     """One line for a progress display: what to watch while a run trains."""
     return (f"reward {row['reward']:.3f} pass@{k} {row['pass_at_k']:.3f} nonzero {row['nonzero_prompts']:.2f} "
-            f"distinct {row['distinct_correct']:.2f} H {row['entropy']:.3f} balance {row['balance']:.3f} "
+            f"distinct {row['distinct_correct']:.2f} H {row['entropy']:.3f} select {row['selection_accuracy']:.2f} "
+            f"balance {row['balance']:.3f} "
             f"T {row['temperature']:.2f} loss {row['loss']:.4f}")
