@@ -391,6 +391,14 @@ def test_baselines_match_enumeration(case):
             assert outside[i] == pytest.approx(total / comb(n, k), abs=1e-12)
 
 
+@pytest.mark.parametrize("name", ["rloo", "grpo", "dr-grpo"])
+@pytest.mark.parametrize("value", [0.0, 0.1, 0.3, 0.7, 1.0])
+def test_group_baselines_give_exact_zeros_on_equal_rewards(name, value):
+    """Equal fractional rewards (0.1 − the mean of 0.1s) used to leave a residue up to 4e-13: counted as a gradient."""
+    for n in (2, 3, 7, 16):
+        assert np.all(sample_weights(name, np.full(n, value)) == 0.0)
+
+
 def _rational_weights(name, r, s, k):
     """bon-exact's and Lemma 2's weights by exact rational arithmetic over every k-subset (small n only)."""
     from fractions import Fraction

@@ -74,8 +74,11 @@ def test_resume_reproduces_the_uninterrupted_loss_trajectory(base_model, tmp_pat
     saved_path.write_text(json.dumps({**saved, "allocation": "knapsack"}))
     legacy = _config(base_model, tmp_path / "resumed", allocation="knapsack", history_decay=0.0)
     assert Trainer(legacy).load_checkpoint()
-    with pytest.raises(ValueError, match="different configuration"):
+    with pytest.raises(ValueError, match="history_decay: saved 0.0, now 1.0"):
         Trainer(_config(base_model, tmp_path / "resumed", allocation="knapsack")).load_checkpoint()
+    # A uniform run saved while the default was 0 (the field written out) resumes: the decay is unused there.
+    saved_path.write_text(json.dumps({**saved, "history_decay": 0.0}))
+    assert Trainer(_config(base_model, tmp_path / "resumed")).load_checkpoint()
 
 
 @pytest.mark.parametrize("objective, verifier, k", [

@@ -38,8 +38,11 @@ def cancelling_difference(a, b, rtol: float = CANCELLATION_RTOL) -> np.ndarray:
     more than n − k + 1 samples are correct, so that every k-subset's pick is right with or without the sample, or a
     Lemma 2 sample whose reward equals its subsets' outside mean), the floats leave a residue of about 1e-15, and a
     prompt with no gradient would count as having one: in the telemetry's non-zero share, in the update (its
-    sequences kept instead of left idle) and in the rollout allocation's value. Treating a difference smaller than
-    1e-10 of its operands as 0 changes a weight by less than that fraction of its parts.
+    sequences kept instead of left idle) and in the rollout allocation's value. The group baselines (rloo, grpo,
+    dr-grpo) have the same residue on equal fractional rewards (0.1 − mean of 0.1s). Treating a difference smaller
+    than 1e-10 of its operands as 0 changes a weight by less than that fraction of its parts; it also zeroes weights
+    that are not 0 in exact arithmetic but too small to tell from rounding (bon-exact at n = 64, k = 16 with 49
+    correct samples: 2e-15), which move nothing.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -12,8 +12,10 @@ rate), the weights depend only on (n, C), so the table M[n, c] = 1{weights on c 
 computed once from the objective's weight function:
 
 - rloo, grpo, dr-grpo: 0 < C < n (the group is not all-equal, the paper's factor);
-- bon-exact at k: 0 < C ≤ min(n − 1, n − k + 1) (with more correct samples every k-subset's pick is right with or without any
-  one sample, so every weight is 0); bon-rl-v/-s and passk-chen likewise from their own weights; star: C > 0.
+- bon-exact at k: 0 < C ≤ min(n − 1, n − k + 1) (with more correct samples every k-subset's pick is right with or
+  without any one sample, so every weight is 0; in floats, weights too small to tell from rounding count as 0 too,
+  which moves the bound down at large n and k, e.g. from n = 39 at k = 16); bon-rl-v/-s and passk-chen likewise from
+  their own weights; star: C > 0.
 
 The issue asked for the expected magnitude E[Σ_i |w_i|] for the pass@k and Best-of-k objectives, and this module
 used it until a review measured what it does: for an objective whose weights keep their expectation at every n
@@ -21,6 +23,13 @@ used it until a review measured what it does: for an objective whose weights kee
 for rloo and bon-exact k = 1 at n = 5..32, 0.1715 for bon-exact k = 4), so it could rank prompts but not choose
 their n, and the spare samples landed wherever rounding put them (bon-exact at k = 4, 32 candidates, budget 256:
 4 prompts got 29 to 37 samples, the other 28 got 4 or 5).
+The value counts an outcome whose weights are tiny (bon-exact at n = 16, k = 8 with 9 correct: largest weight 7.8e-5,
+against 0.062 with 4 correct; bon-rlbp on an all-correct group) as much as one whose weights are large, and it drops
+the paper's information-gain factor; it is exact about where an objective has no gradient at all, which is what the
+allocation is for. The table assumes the reward selects (a learned verifier's scores cannot be predicted from a
+success rate): with a learned verifier bon-exact's weights need not vanish past n − k + 1 correct samples, so the
+value undercounts such prompts there.
+
 An objective whose weights are never all zero (bon-rlb, which pushes down the samples of an all-wrong group too) has
 the value 1 at every n and gives the allocation nothing to choose by; ``train`` refuses it
 (``allocation_value_is_flat``). bon-rlbp and star are worth P(C > 0).
@@ -66,6 +75,8 @@ from scipy.special import betaln, expit, gammaln
 # What a prompt's earlier visits count for (1: every visit alike). Chosen on the training prompts' own counts
 # (benchmarks/rollouts.py at 300 steps, rollouts_simulated.py): README, "Rollout allocation".
 HISTORY_DECAY_DEFAULT = 1.0
+# Objectives whose weights are not all zero exactly when the group is not all-equal (a baseline from its own mean).
+GROUP_OBJECTIVES = frozenset({"rloo", "grpo", "dr-grpo"})
 # Objectives whose expected update for a prompt is the same at every n (enumerated for every objective knapsack takes).
 KEEPS_EXPECTATION_AT_ANY_N = ("rloo", "bon-exact", "bon-rl-v", "bon-rl-s")
 
@@ -77,6 +88,11 @@ def outcome_values(objective: str, k: int, max_n: int) -> np.ndarray:
     from infertune.objectives import get, sample_weights
 
     table = np.zeros((max_n + 1, max_n + 1))
+    if objective in GROUP_OBJECTIVES:  # closed form (tested equal to the loop below): fast at large max_n
+        n, c = np.arange(max_n + 1)[:, None], np.arange(max_n + 1)[None, :]
+        table[:] = (c > 0) & (c < n)
+        table.setflags(write=False)
+        return table
     spec = get(objective)
     least = k + 1 if spec.needs_more_samples_than_k else k
     for size in range(max(least, 1), max_n + 1):
@@ -186,9 +202,9 @@ def fit_beta_prior(successes, trials) -> tuple[float, float]:
 
 @dataclass
 class SuccessHistory:
-    """Each prompt's successes and trials in this run (the allocation's evidence): those of its latest visit, or with
-    ``decay`` > 0 the sum over its visits, each visit's counts multiplied by ``decay`` at every later one (visits,
-    not steps: a prompt's history does not age while it is not drawn)."""
+    """Each prompt's successes and trials in this run (the allocation's evidence): the sum over its visits, each
+    visit's counts multiplied by ``decay`` at every later one (1, the default: every visit alike; 0: the latest visit
+    only; visits, not steps: a prompt's history does not age while it is not drawn)."""
 
     latest: dict[str, tuple[float, float]] = field(default_factory=dict)  # the histories (named so in checkpoints)
     decay: float = HISTORY_DECAY_DEFAULT

@@ -225,11 +225,17 @@ def kl_coefficient(config: TrainRecipe, step: int) -> float:
 
 
 def fill_fields_missing_from(saved: dict) -> dict:
-    """A saved configuration (a checkpoint's config.json) with every field added since it was written set to what the
-    run did before the field existed: its default then, which is its default now except for ``history_decay``, whose
-    default moved from 0 (the latest visit only) to 1; a knapsack run saved before the field existed kept the latest
-    visit only. Under uniform allocation the decay is unused and always at its default."""
+    """A saved configuration (a checkpoint's config.json) as the run it describes would be configured today.
+
+    A field added since it was written takes what the run did before the field existed: its default then, which is
+    its default now except for ``history_decay``, whose default moved from 0 (the latest visit only) to 1, so a
+    knapsack run saved before the field existed kept the latest visit only. Under uniform allocation the decay is
+    unused and can only be at its default, so a uniform run saved while the default was 0 resumes too.
+    """
     before = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     if saved.get("allocation") == "knapsack":
         before["history_decay"] = 0.0
-    return {**{k: v for k, v in before.items() if k not in saved}, **saved}
+    filled = {**{k: v for k, v in before.items() if k not in saved}, **saved}
+    if filled.get("allocation", "uniform") == "uniform":
+        filled["history_decay"] = HISTORY_DECAY_DEFAULT
+    return filled

@@ -486,11 +486,13 @@ class Trainer:
         state = torch.load(path / "state.pt", weights_only=False)
         saved = json.loads((path / "config.json").read_text())
         saved = fill_fields_missing_from(saved)  # fields added since the checkpoint was written
-        if {k: v for k, v in saved.items() if k != "steps"} != {k: v for k, v in asdict(self.config).items()
-                                                              if k != "steps"}:
-            raise ValueError(f"{path}: this checkpoint was written with a different configuration; use another "
-                             "--out or the same options (only --steps may change, and it also stretches the "
-                             "KL annealing schedule)")
+        current = asdict(self.config)
+        differ = sorted(k for k in set(saved) | set(current) if k != "steps" and saved.get(k) != current.get(k))
+        if differ:
+            raise ValueError(f"{path}: this checkpoint was written with a different configuration ("
+                             + ", ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differ)
+                             + "); use another --out or the same options (only --steps may change, and it also "
+                             "stretches the KL annealing schedule)")
         with torch.no_grad():
             for p, s in zip(self.params, state["params"]):
                 p.copy_(s)
