@@ -12,8 +12,8 @@ they do not maximise, and do not bound, the share of samples). ``--drifts`` move
 logits per step, as a learning policy's might, so that the history goes stale; ``--history-decays`` runs the knapsack
 arms at each history decay (the trainer's ``history_decay``: what a prompt's earlier visits count for; 0 keeps its
 latest visit only, the trainer's default until 2026-11-22, and is this script's default so that its arm names mean
-what they meant in earlier result files; the trainer's default is now 1). Figures, averaged over steps and seeds: prompts with a GRPO gradient (a group not
-all-equal) per step as drawn, and its expectation given the true rates and the allocation (``expected_...``: what the
+what they meant in earlier result files; the trainer's default is now 1). Figures, averaged over steps and seeds:
+prompts with a GRPO gradient (a group not all-equal) per step as drawn, and its expectation given the true rates and the allocation (``expected_...``: what the
 oracle maximises and the knapsack maximises by its estimates, without the outcomes' noise; per seed too, for paired
 comparisons), and the share of samples in such groups (Knapsack RL's effective-gradient ratio, which uneven allocation
 raises at low success rates), each with a t interval over seeds. It isolates the allocation from learning: cheap, and a

@@ -129,9 +129,9 @@ def solve(values, budget: int, min_n: int) -> np.ndarray:
     """The allocation n (one per prompt, each 0 or in [min_n, max_n], max_n = values.shape[1] − 1) that maximises
     Σ_i values[i, n_i] subject to Σ_i n_i = budget, exactly, by dynamic programming over the budget spent.
 
-    O(prompts · budget · max_n). Of allocations with equal value, the one found first in the loop over n is kept
-    for each prompt as the table is filled (a tie is a tie: which one wins is not part of the contract). Raises ValueError when no allocation
-    spends the budget exactly.
+    O(prompts · budget · max_n). Among allocations of equal value, which one is returned is not part of the contract
+    (the loop keeps the first n it finds for each prompt and budget). Raises ValueError when no allocation spends the
+    budget exactly.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[0] == 0:
