@@ -99,7 +99,8 @@ def test_group_value_is_the_chance_the_group_is_not_all_equal():
                                           ("bon-rlbp", 2)])
 def test_the_value_of_an_outcome_is_whether_the_weights_are_not_all_zero(objective, k):
     """M[n, c] = 1 exactly when the objective's weights on any ordering of c correct and n − c wrong samples are not
-    all zero; for the group objectives that is 0 < c < n, for bon-exact 0 < c <= min(n − 1, n − k + 1)."""
+    all zero; each objective's rule is also pinned in closed form (the group objectives and Lemma 2: 0 < c < n;
+    bon-exact: 0 < c <= min(n − 1, n − k + 1); star and bon-rlbp: c > 0; passk-chen: c > 0 and n − c >= k)."""
     rng = np.random.default_rng(0)
     table = outcome_values(objective, k, 9)
     least = k + 1 if get(objective).needs_more_samples_than_k else k
@@ -111,6 +112,12 @@ def test_the_value_of_an_outcome_is_whether_the_weights_are_not_all_zero(objecti
                 assert table[n, c] == float(0 < c < n)
             if objective == "bon-exact":
                 assert table[n, c] == float(0 < c <= min(n - 1, n - k + 1))
+            if objective in ("bon-rl-v", "bon-rl-s"):
+                assert table[n, c] == float(0 < c < n)
+            if objective in ("star", "bon-rlbp"):
+                assert table[n, c] == float(c > 0)
+            if objective == "passk-chen":
+                assert table[n, c] == float(c > 0 and n - c >= k)
     assert not table[:least].any()
 
 
@@ -133,7 +140,8 @@ def test_the_weights_expected_magnitude_could_not_choose_n(objective, k):
 
 def test_bon_exact_under_knapsack_gives_no_prompt_samples_it_cannot_use():
     """The old magnitude value, flat in n, left bon-exact's spare samples wherever rounding put them. Now prompts
-    alike get n within one of each other, and a prompt that is all-correct so far gets at most what it needs."""
+    alike get n within one of each other, and a prompt that is all-correct so far gets no more than any of them (where
+    bon-exact has no gradient is pinned by the table's own test)."""
     history = SuccessHistory()
     ids = [f"p{i}" for i in range(12)]
     history.record(ids, [np.r_[np.ones(3), np.zeros(13)]] * 11 + [np.ones(16)])

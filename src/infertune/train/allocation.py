@@ -13,9 +13,9 @@ computed once from the objective's weight function:
 
 - rloo, grpo, dr-grpo: 0 < C < n (the group is not all-equal, the paper's factor);
 - bon-exact at k: 0 < C ≤ min(n − 1, n − k + 1) (with more correct samples every k-subset's pick is right with or
-  without any one sample, so every weight is 0; in floats, weights too small to tell from rounding count as 0 too,
-  which moves the bound down at large n and k, e.g. from n = 39 at k = 16); bon-rl-v/-s and passk-chen likewise from
-  their own weights; star: C > 0.
+  without any one sample, so every weight is 0; weights below 1e-10 of their parts count as 0 too (``objectives.
+  combinatorics.cancelling_difference``), which moves the bound down at large n and k, e.g. from n = 39 at k = 16);
+  bon-rl-v/-s and passk-chen likewise from their own weights; star: C > 0.
 
 The issue asked for the expected magnitude E[Σ_i |w_i|] for the pass@k and Best-of-k objectives, and this module
 used it until a review measured what it does: for an objective whose weights keep their expectation at every n
