@@ -3,9 +3,11 @@
 Per prompt: draw the plan's m probe samples, score them with its verifier, compute the predicted difficulty exactly
 as ``plan`` did (1 − mean probe score, agreement recomputed among the probes), look up the prompt's bin, and run the
 bin's strategy: parallel (draw N samples at indices m .. m + N − 1, never reusing a probe, and select one by the
-rule), beam search or lookahead against the plan's PRM, or revision chains with the plan's revision model (each into
-a store under RUN/strategies/, seeded apart from the probes). A plan that the guard made uniform has no probes and
-one bin. ``apply_plan`` is the edge that samples, scores (through the callables it is given) and writes.
+rule), Best-of-N with a stop rule (draw from index m on, one sample per round, until one scores at least the
+threshold or N are drawn), beam search or lookahead against the plan's PRM, or revision chains with the plan's
+revision model (each into a store under RUN/strategies/, seeded apart from the probes). A plan that the guard made
+uniform, or one made without probes, has no probes and one bin. ``apply_plan`` is the edge that samples, scores
+(through the callables it is given) and writes.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ class TestTimePlan:
         """Score columns applying the plan reads: the probe verifier and the selection rules' verifiers (search
         selects by its PRM internally)."""
         needed = {self.verifier} if self.probe_samples else set()
+        searched_by_prm = ("prm", "prm-min", "prm-prod")
         needed |= {s.rule.split(":", 1)[1] for s in self.strategies if ":" in s.rule and
-                   (s.method in ("parallel", "revise") or s.rule.split(":", 1)[1] not in ("prm", "prm-min",
-                                                                                        "prm-prod"))}
+                   (s.method in ("parallel", "sequential", "revise") or s.rule.split(":", 1)[1] not in searched_by_prm)}
         return needed
 
     def strategy_for(self, hardness: np.ndarray) -> list[Strategy]:
@@ -90,8 +92,10 @@ def load_plan(path: str | Path) -> TestTimePlan:
     strategies = []
     for i, s in enumerate(field("strategies", list)):
         try:
+            threshold = s.get("threshold")
             strategy = Strategy(float(s["temperature"]), str(s["rule"]), int(s["n"]), str(s.get("method", "parallel")),
-                                int(s.get("width", 0)), int(s.get("lookahead", 0)), int(s.get("chains", 0)))
+                                int(s.get("width", 0)), int(s.get("lookahead", 0)), int(s.get("chains", 0)),
+                                None if threshold is None else float(threshold))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: field 'strategies'[{i}] needs temperature, rule and n, got {s!r}") from exc
         if strategy.rule == "pass" or strategy.n < 1:
@@ -143,7 +147,10 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
     parallel = {pid: s for pid, s in chosen.items() if s.method == "parallel"}
     if parallel:
         outcome.update(_apply_parallel(config, plan, parallel, store, task, sample, score, log))
-    others = {pid: s for pid, s in chosen.items() if s.method != "parallel"}
+    stopping = {pid: s for pid, s in chosen.items() if s.method == "sequential"}
+    if stopping:
+        outcome.update(_apply_sequential(config, plan, stopping, store, task, sample, score, log))
+    others = {pid: s for pid, s in chosen.items() if s.method not in ("parallel", "sequential")}
     if others:
         if open_policy is None:
             raise ValueError("this plan has search or revision strategies; applying it needs a local model")
@@ -151,11 +158,12 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
     results = []
     for pid, h in zip(ids, hardness):
         s = chosen[pid]
-        accuracy, row, generated = outcome[pid]
+        accuracy, row, generated, *drawn = outcome[pid]
         tokens = generated + probe_tokens[pid]
+        samples = (drawn[0] if drawn else s.n) + m
         results.append({"prompt_id": pid, "difficulty": float(h), "strategy": s.label(), "method": s.method,
-                        "samples": s.n + m, "tokens": int(tokens), "cost": tokens / plan.unit_size
-                        if plan.unit == "tokens" else s.n + m, "accuracy": accuracy, "answer": row.get("answer"),
+                        "samples": samples, "tokens": int(tokens), "cost": tokens / plan.unit_size
+                        if plan.unit == "tokens" else samples, "accuracy": accuracy, "answer": row.get("answer"),
                         "completion": row.get("completion")})
     out = store.path / "applied-plan"
     out.mkdir(parents=True, exist_ok=True)
@@ -194,6 +202,37 @@ def _apply_parallel(config, plan: TestTimePlan, chosen: dict, store, task, sampl
                              f"at T={s.temperature}, not {s.n}")
         accuracy, pick = _select(s.rule, rows)
         out[pid] = (accuracy, rows[pick], sum(r["num_tokens"] or 0 for r in rows))
+    return out
+
+
+def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sample, score, log) -> dict:
+    """Best-of-N with a stop rule, drawn as it would be served: in round i every prompt still open draws its sample
+    at index m + i; a prompt closes when that sample's verifier score reaches its strategy's threshold, or after N
+    samples, and answers with the best-scored sample it drew. Each prompt is charged for the samples it drew."""
+    m = plan.probe_samples
+    open_ = dict(chosen)
+    out = {}
+    for i in range(max(s.n for s in chosen.values())):
+        by_temperature: dict[float, set[str]] = defaultdict(set)
+        for pid, s in open_.items():
+            by_temperature[s.temperature].add(pid)
+        log(f"stop rule, round {i + 1}: {len(open_)} prompts draw sample index {m + i}")
+        for temperature, members in sorted(by_temperature.items()):
+            sample(replace(config, n=m + i + 1, temperatures=[temperature]), only=members, first_index=m + i)
+        score()
+        rows = {t: _rows(store, task.name, t) for t in by_temperature}
+        for pid, s in list(open_.items()):
+            drawn = [row for row in rows[s.temperature][pid] if m <= row["sample_index"] <= m + i]
+            if len(drawn) != i + 1:
+                raise ValueError(f"{store.path}: prompt {pid} has {len(drawn)} samples with indices {m}..{m + i} "
+                                 f"at T={s.temperature}, not {i + 1}")
+            verifier = s.rule.split(":", 1)[1]
+            if drawn[-1]["scores"][verifier] >= s.threshold or i + 1 == s.n:
+                accuracy, pick = _select(s.rule, drawn)
+                out[pid] = (accuracy, drawn[pick], sum(r["num_tokens"] or 0 for r in drawn), i + 1)
+                del open_[pid]
+        if not open_:
+            break
     return out
 
 

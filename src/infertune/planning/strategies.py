@@ -1,10 +1,12 @@
 """Test-time strategies and what each is worth and costs on every prompt: the table the planner chooses from.
 
-Four methods (``Strategy.method``):
+Five methods (``Strategy.method``):
 
 - ``parallel``: N samples at a temperature, one picked by a rule (Best-of-N by a verifier, majority, weighted
   majority). Valued, like ``infertune eval``, by the evaluation core's unbiased per-prompt curves over the run's
   samples: from n i.i.d. samples every N ≤ n is estimated at once.
+- ``sequential``: Best-of-N with a stop rule (``sequential``): samples drawn one at a time until the verifier
+  scores one at least ``threshold``, at most N; valued exactly from the same i.i.d. samples as ``parallel``.
 - ``beam`` and ``lookahead``: search against a process reward model (``infertune.models.search``). A search is not
   a subset of i.i.d. samples, so it is run: R independent runs per prompt (``planning.runs``), each writing its
   chosen answer and its token count to a store. The per-prompt value is the mean reward of the R runs, an unbiased
@@ -34,7 +36,7 @@ import numpy as np
 from infertune.evaluation import EvalConfig, per_prompt_curves
 from infertune.verify import compares_samples
 
-METHODS = ("parallel", "beam", "lookahead", "revise")
+METHODS = ("parallel", "sequential", "beam", "lookahead", "revise")
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,16 @@ class Strategy:
     width: int = 0  # beam and lookahead: M, the continuations of each kept partial answer
     lookahead: int = 0  # lookahead: k rollout steps
     chains: int = 0  # revise: C chains of n / C attempts
+    threshold: float | None = None  # sequential: stop at the first sample whose verifier score is at least this
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"strategy method must be one of {METHODS}, got {self.method!r}")
+        if (self.method == "sequential") != (self.threshold is not None):
+            raise ValueError("a threshold belongs to sequential strategies, and every sequential strategy needs one")
+        if self.method == "sequential" and not self.rule.startswith("bon:"):
+            raise ValueError(f"a sequential strategy stops on a verifier's score: its rule is bon:<verifier>, "
+                             f"got {self.rule!r}")
         if self.method == "revise" and (self.chains < 1 or self.n % self.chains):
             raise ValueError(f"revise needs n a multiple of chains, got n={self.n}, chains={self.chains}")
 
@@ -61,6 +69,8 @@ class Strategy:
         t = f"T={self.temperature:g}"
         if self.method == "parallel":
             return f"{self.rule}@{self.n} {t}"
+        if self.method == "sequential":
+            return f"stop>={self.threshold:g} {self.rule}@{self.n} {t}"
         if self.method == "revise":
             return f"revise {self.chains}x{self.attempts} {self.rule} {t}"
         k = f" k={self.lookahead}" if self.method == "lookahead" else ""
@@ -137,6 +147,42 @@ def strategy_table(samples_by_temperature: dict, *, include_oracle: bool = False
                 costs.append(n * per_sample)
     return StrategyTable(strategies, np.stack(columns, axis=1), list(ids), np.stack(costs, axis=1), unit,
                          reference_sample_cost(samples_by_temperature, skip) if unit == "tokens" else 1.0)
+
+
+def stop_table(samples_by_temperature: dict, *, quantiles: list[float], caps: list[int], skip: int = 0,
+               unit: str = "tokens", unit_size: float = 1.0) -> StrategyTable | None:
+    """Best-of-N with a stop rule (``planning.sequential``) for every verifier usable for Best-of-N, threshold and
+    cap N, valued on each prompt's samples ``skip`` .. n − 1 like the parallel strategies. Thresholds are the
+    ``quantiles`` of the verifier's scores over every prompt and temperature (no labels read). None when there is
+    nothing to add."""
+    from infertune.planning.sequential import score_thresholds, stop_curves
+    from infertune.store import sample_columns
+
+    if not quantiles or not caps:
+        return None
+    temps = sorted(samples_by_temperature)
+    pools = {t: sample_columns(samples_by_temperature[t], skip) if skip else samples_by_temperature[t]
+             for t in temps}
+    first = pools[temps[0]]
+    names = [v for v in sorted(first.scores) if not compares_samples(v)]
+    if unit == "tokens" and any(p.tokens is None for p in pools.values()):
+        raise ValueError("stop-rule strategies in the tokens unit need every sample's token count")
+    strategies, columns, costs = [], [], []
+    for name in names:
+        pooled = np.concatenate([pools[t].scores[name].ravel() for t in temps])
+        for threshold in score_thresholds(pooled, quantiles):
+            for t in temps:
+                pool = pools[t]
+                tokens = pool.tokens if unit == "tokens" else np.ones(pool.rewards.shape)
+                values, _, spent = stop_curves(pool.scores[name], pool.rewards, tokens, threshold)
+                for cap in sorted({c for c in caps if 1 <= c <= pool.n}):
+                    strategies.append(Strategy(float(t), f"bon:{name}", cap, "sequential", threshold=threshold))
+                    columns.append(values[:, cap - 1])
+                    costs.append(spent[:, cap - 1])
+    if not strategies:
+        return None
+    return StrategyTable(strategies, np.stack(columns, axis=1), list(first.prompt_ids), np.stack(costs, axis=1),
+                         unit, unit_size)
 
 
 def parallel_rules(samples, include_oracle: bool = False) -> list[str]:

@@ -1,9 +1,10 @@
 """``infertune plan RUN``: value every strategy on a run's prompts, plan at a budget, and the efficiency curve.
 
-Parallel strategies are valued from the run's own samples. With ``--prm`` the search strategies, and with
-``--revision-model`` the revision strategies, are first run on the run's prompts with the run's model (into
-RUN/strategies/, resumable; see ``runs``), scored, and valued from there. The plan at ``--budget`` is written to
-RUN/plan/plan.json; the efficiency curve across ``--curve`` budgets goes with it into summary.json and a plot.
+Parallel strategies, and Best-of-N with a stop rule, are valued from the run's own samples. With ``--prm`` the
+search strategies, and with ``--revision-model`` the revision strategies, are first run on the run's prompts with the
+run's model (into RUN/strategies/, resumable; see ``runs``), scored, and valued from there. The plan at ``--budget``
+is written to RUN/plan/plan.json; the efficiency curve across ``--curve`` budgets goes with it into summary.json and
+a plot.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from infertune.planning.coscaling import best_temperature, coscaling_fit, pass_c
 from infertune.planning.difficulty import default_verifier, difficulty
 from infertune.planning.planner import PLAN_FORMAT, PlanResult, efficiency_curve, plan
 from infertune.planning.strategies import ChainLayout, Strategy, StrategyTable, combine, revision_table, run_table
-from infertune.planning.strategies import strategy_table
+from infertune.planning.strategies import stop_table, strategy_table
 
 
 @dataclass
@@ -39,7 +40,8 @@ class PlanConfig:
                                                                  "(default: the first score column)."})
     probe_samples: int = field(default=4, metadata={
         "help": "Predicted difficulty uses each prompt's first PROBE_SAMPLES samples, as eval --plan does on new "
-                "prompts."})
+                "prompts; 0: no probes and one bin (the plan is one strategy for every prompt, which a stop rule "
+                "still adapts per prompt)."})
     probe_temperature: float | None = field(default=None, metadata={
         "help": "Temperature of the probe samples (default: the run's lowest)."})
     bins: int = field(default=5, metadata={"help": "Difficulty quantile bins."})
@@ -58,6 +60,12 @@ class PlanConfig:
         "help": "Bootstrap resamples of prompts for the efficiency ratio's interval; each re-runs the whole "
                 "cross-validated plan, guard included (their cost grows with prompts and strategies: 0.1 to 0.25 s "
                 "each for 200 prompts and 900 strategies on a 2-core CPU; 0: no interval)."})
+    stop_quantiles: list[float] = field(default_factory=lambda: [0.5, 0.75, 0.9, 0.95, 0.98], metadata={
+        "help": "Best-of-N with a stop rule (draw until the verifier scores a sample at least a threshold, at most "
+                "N): thresholds at these quantiles of the verifier's scores over the run, repeatable."})
+    stop_caps: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64], metadata={
+        "help": "Caps N of the stop-rule strategies (those within the run's samples per prompt), repeatable."})
+    stop_rule: bool = field(default=True, metadata={"help": "Value the stop-rule strategies at all."})
     prm: str | None = field(default=None, metadata={
         "help": "Process reward model folder (infertune prm): adds beam search and lookahead strategies, run on the "
                 "run's prompts with its model."})
@@ -90,12 +98,14 @@ class PlanConfig:
             raise ValueError(f"difficulty must be predicted or oracle, got {self.difficulty!r}")
         if self.budget <= 0 or self.bins < 1 or self.folds < 2:
             raise ValueError("budget must be > 0, bins >= 1 and folds >= 2")
-        if self.probe_samples < 1:
-            raise ValueError("probe_samples must be at least 1")
+        if self.probe_samples < 0:
+            raise ValueError("probe_samples must be at least 0")
         if self.unit not in ("auto", "tokens", "samples"):
             raise ValueError(f"unit must be auto, tokens or samples, got {self.unit!r}")
         if any(n % self.width for n in self.search_budgets + self.lookahead_budgets):
             raise ValueError(f"search budgets must be multiples of the width {self.width}")
+        if any(not 0 <= q <= 1 for q in self.stop_quantiles) or any(c < 1 for c in self.stop_caps):
+            raise ValueError("stop_quantiles must lie in [0, 1] and stop_caps be at least 1")
         if self.search_select.split(":", 1)[0] not in ("wmaj", "bon") or ":" not in self.search_select:
             raise ValueError(f"search_select must be wmaj:<verifier> or bon:<verifier>, got {self.search_select!r}")
 
@@ -197,11 +207,16 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
 
     task_name, samples = _read_pool(store)
     probe = None
-    if config.difficulty == "predicted":
+    binned = config.difficulty == "oracle" or config.probe_samples > 0
+    if config.difficulty == "predicted" and config.probe_samples > 0:
         probe = (min(samples) if config.probe_temperature is None else float(config.probe_temperature),
                  config.probe_samples)
     skip = probe[1] if probe else 0
     parallel = strategy_table(samples, seed=config.seed, skip=skip, unit=config.unit)
+    stopping = (stop_table(samples, quantiles=config.stop_quantiles, caps=config.stop_caps, skip=skip,
+                           unit=parallel.unit, unit_size=parallel.unit_size) if config.stop_rule else None)
+    if stopping is not None:
+        parallel = combine([parallel, stopping])
     ids = parallel.prompt_ids
     spec = store.meta().get("task_spec") or {"name": task_name}
     temperature = (config.strategy_temperature if config.strategy_temperature is not None
@@ -211,7 +226,8 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
     for t in extra:
         t.unit_size = parallel.unit_size
     table = combine([parallel, *extra]) if extra else parallel
-    hardness = difficulty(samples, config.difficulty, config.verifier, probe=probe)
+    hardness = (difficulty(samples, config.difficulty, config.verifier, probe=probe) if binned
+                else np.zeros(len(ids)))
     probe_costs = None
     if probe is not None:
         s = samples[probe[0]]
@@ -221,7 +237,8 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
             raise ValueError(f"budget {config.budget:g} leaves nothing beyond the {probe[1]} probe samples predicted "
                              "difficulty draws per prompt (the budget counts them); raise --budget or lower "
                              "--probe-samples")
-    options = dict(bins=config.bins, folds=config.folds, seed=config.seed, difficulty_kind=config.difficulty,
+    options = dict(bins=config.bins if binned else 1, folds=config.folds, seed=config.seed,
+                   difficulty_kind=config.difficulty if binned else "none",
                    probe=probe, probe_costs=probe_costs, guard=config.guard, resamples=config.bootstrap,
                    guard_confidence=config.guard_confidence, fallback_se=config.fallback_se)
     result = plan(table, hardness, config.budget, **options)
@@ -229,7 +246,7 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
         log(f"efficiency curve: {len(config.curve)} budgets, {config.bootstrap} bootstrap refits each")
     curve = efficiency_curve(table, hardness, [b for b in config.curve], log=log, **options)
     verifier = config.verifier or (default_verifier(next(iter(samples.values())))
-                                   if config.difficulty == "predicted" else None)
+                                   if config.difficulty == "predicted" and binned else None)
     result.spec.update(verifier=verifier, task=task_name, format=PLAN_FORMAT,
                        cross_validated_accuracy=result.adaptive_accuracy,
                        components=_components(config, store.meta(), temperature))

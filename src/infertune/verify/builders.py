@@ -29,10 +29,13 @@ def _reward_model(task, path):
     return RewardModelVerifier.from_pretrained(path)
 
 
-def _causal_lm(path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _causal_lm(spec):
+    """The policy a self-scoring verifier reads, loaded as ``--model`` loads it (tiny, smollm2 or a local folder;
+    nothing from a model hub)."""
+    from infertune.models.loading import load
 
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    loaded = load(spec)
+    return loaded.model, loaded.tokenizer
 
 
 @register("confidence", needs_path=True, summary="the policy's mean token log-probability of the completion")
