@@ -44,7 +44,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=66, help="Parallel samples per prompt and temperature.")
     parser.add_argument("--temperatures", default="0.6,1.0")
     parser.add_argument("--probe-samples", type=int, default=1,
-                        help="Probe samples per prompt (1 had the higher unguarded ratio than 2 or 4 on validation).")
+                        help="Probe samples per prompt (1 had the higher unguarded ratio than 2 or 4 on validation; "
+                             "0: one bin, no probes).")
+    parser.add_argument("--stop-rule", action=argparse.BooleanOptionalAction, default=True,
+                        help="Value Best-of-N with a verifier stop rule (plan --stop-rule).")
+    parser.add_argument("--stop-quantiles", default="0.5,0.75,0.9,0.95,0.98")
+    parser.add_argument("--stop-caps", default="2,4,8,16,32,64")
     parser.add_argument("--search-budgets", default="4,8,16,32,64")
     parser.add_argument("--lookahead-budgets", default="4,8")
     parser.add_argument("--search-runs", type=int, default=2)
@@ -86,6 +91,8 @@ def main() -> None:
     sampled = time.perf_counter() - started
     config = PlanConfig(budget=args.budget, curve=[float(b) for b in args.curve.split(",")], verifier="learned",
                         probe_samples=args.probe_samples, prm=None if args.no_search else str(prm),
+                        stop_rule=args.stop_rule, stop_quantiles=[float(q) for q in args.stop_quantiles.split(",")],
+                        stop_caps=[int(c) for c in args.stop_caps.split(",")],
                         search_budgets=[int(b) for b in args.search_budgets.split(",")], width=4, lookahead=1,
                         lookahead_budgets=[int(b) for b in args.lookahead_budgets.split(",") if b],
                         search_runs=args.search_runs, search_select=args.search_select, max_steps=8,
@@ -125,7 +132,8 @@ def main() -> None:
         "oracle_difficulty_note": "not a held-out figure: prompts are binned by the rewards their strategies are "
                                   "valued on; context only",
         "unit": r.unit, "tokens_per_sample_equivalent": round(r.unit_size, 3),
-        "strategies": result.strategies, "probe_samples": args.probe_samples,
+        "strategies": result.strategies, "probe_samples": args.probe_samples, "stop_rule": args.stop_rule,
+        "stop_quantiles": args.stop_quantiles, "stop_caps": args.stop_caps,
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
         "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "prompts": len(problems),
         "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},

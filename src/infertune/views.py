@@ -70,8 +70,10 @@ def show_training(outcome, console: Console) -> None:
 def show_plan(run, config, paths: dict, console: Console) -> None:
     p = run.result
     unit = "sample-equivalents" if p.unit == "tokens" else "samples"
-    table = Table(title=f"plan for an average of {config.budget:g} {unit} per prompt ({p.spec['difficulty']} "
-                        f"difficulty, {len(p.per_bin)} bins, {run.prompts} prompts)", title_justify="left")
+    binning = ("one bin, no probes" if p.spec["difficulty"] == "none"
+               else f"{p.spec['difficulty']} difficulty, {len(p.per_bin)} bins")
+    table = Table(title=f"plan for an average of {config.budget:g} {unit} per prompt ({binning}, {run.prompts} "
+                        "prompts)", title_justify="left")
     for column in ("bin", "prompts", "difficulty", "strategy", "cost", "accuracy*", "uniform BoN*"):
         table.add_column(column, justify="right" if column != "strategy" else "left")
     for b in p.per_bin:
