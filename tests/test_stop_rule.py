@@ -64,10 +64,13 @@ def test_the_stop_rule_spans_one_sample_and_best_of_n():
     np.testing.assert_allclose(spent, np.arange(1, 13) * tokens.mean(axis=1, keepdims=True))
 
 
-def test_thresholds_are_quantiles_of_the_scores_rounded_and_distinct():
+def test_thresholds_are_distinct_quantiles_of_the_scores_and_keep_scores_near_one_apart():
     scores = np.concatenate([np.zeros(50), np.linspace(0, 1, 51)])
-    assert score_thresholds(scores, [0.1, 0.2, 0.9]) == [0.0, 0.8]
+    assert score_thresholds(scores, [0.1, 0.2, 0.9]) == [0.0, pytest.approx(0.8)]
     assert score_thresholds(np.array([np.nan]), [0.5]) == []
+    near_one = 1 - 10.0 ** -np.random.default_rng(0).uniform(2, 6, 10_000)  # a sigmoid verifier's crowded top
+    thresholds = score_thresholds(near_one, [0.5, 0.75, 0.9, 0.95, 0.98])
+    assert len(thresholds) == 5 and max(thresholds) < near_one.max()
 
 
 def test_a_threshold_belongs_to_sequential_strategies_only():

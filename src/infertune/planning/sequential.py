@@ -56,10 +56,11 @@ def stop_curves(scores, rewards, tokens, threshold: float) -> tuple[np.ndarray, 
 
 
 def score_thresholds(scores: np.ndarray, quantiles: list[float]) -> list[float]:
-    """Thresholds at quantiles of a run's verifier scores (all prompts and samples, no labels read), rounded to 4
-    significant digits so that a saved plan states them exactly; duplicates dropped."""
+    """Thresholds at quantiles of a run's verifier scores (all prompts and samples, no labels read), duplicates
+    dropped. Not rounded: a verifier's scores can crowd near 1 (a sigmoid), where rounding would merge thresholds or
+    lift one above every score; a plan file keeps the float exactly."""
     flat = np.asarray(scores, dtype=np.float64).ravel()
     flat = flat[np.isfinite(flat)]
     if not len(flat):
         return []
-    return sorted({float(f"{v:.4g}") for v in np.quantile(flat, quantiles)})
+    return sorted({float(v) for v in np.quantile(flat, quantiles)})
