@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -99,6 +100,27 @@ def test_stop_table_values_every_verifier_threshold_and_cap_after_the_probes(tmp
     np.testing.assert_allclose(table.values[:, j], values[:, 3])
     np.testing.assert_allclose(table.costs[:, j], draws[:, 3])
     assert planner.stop_table(samples, quantiles=[], caps=[2]) is None
+    # One threshold set for every temperature, from the scores after the probes at all temperatures.
+    pooled = np.concatenate([samples[t].scores["orm"][:, 2:].ravel() for t in (0.5, 1.0)])
+    assert sorted({s.threshold for s in table.strategies if s.rule == "bon:orm"}) == score_thresholds(pooled,
+                                                                                                     [0.5, 0.9])
+    # In tokens: the expected tokens drawn, per prompt.
+    tokens = planner.stop_table(samples, quantiles=[0.9], caps=[4], skip=2, unit="tokens")
+    k = next(i for i, s in enumerate(tokens.strategies) if s.rule == "bon:orm" and s.temperature == 1.0)
+    _, _, spent = stop_curves(pool.scores["orm"][:, 2:], pool.rewards[:, 2:], pool.tokens[:, 2:],
+                              tokens.strategies[k].threshold)
+    np.testing.assert_allclose(tokens.costs[:, k], spent[:, 3])
+
+
+def test_the_uniform_baseline_never_includes_a_stop_rule(tmp_path):
+    from infertune.planning.planner import _uniform_candidates
+
+    write_run(SampleStore(tmp_path), SyntheticConfig(prompts=40, n=10, temperatures=[1.0], seed=3))
+    samples = {1.0: SampleStore(tmp_path).scored(temperature=1.0)}
+    table = planner.combine([planner.strategy_table(samples),
+                             planner.stop_table(samples, quantiles=[0.5], caps=[4, 8], unit="tokens")])
+    chosen = {table.strategies[i].method for i in _uniform_candidates(table)}
+    assert chosen == {"parallel"} and any(s.method == "sequential" for s in table.strategies)
 
 
 def test_a_plan_without_probes_is_one_strategy_and_may_stop_early(tmp_path):
@@ -113,27 +135,32 @@ def test_a_plan_without_probes_is_one_strategy_and_may_stop_early(tmp_path):
     assert run.result.difficulty == "none" and run.result.probe is None
     assert len(run.result.spec["strategies"]) == 1 and run.result.spec["bin_edges"] == []
     assert run.strategies["sequential"]["strategies"] > 0
-    assert run.result.adaptive_spend <= 4 + 1e-9
+    # The plan fitted on every prompt keeps the budget on them (held-out folds' spend varies around it).
+    assert run.result.per_bin[0]["cost"] <= 4 + 1e-9
     paths = write_plan(run, tmp_path / "plan")
     loaded = load_plan(paths["plan"])
-    assert loaded.probe_samples == 0 and len(loaded.strategies) == 1
+    assert loaded.probe_samples == 0 and loaded.bin_edges.size == 0
+    assert [asdict(s) for s in loaded.strategies] == run.result.spec["strategies"]
     off = plan_run(SampleStore(tmp_path), PlanConfig(budget=4, curve=[], probe_samples=0, bootstrap=0, guard=False,
                                                      folds=4, stop_rule=False))
     assert "sequential" not in off.strategies
 
 
 def test_eval_plan_applies_the_stop_rule_one_round_at_a_time(tmp_path):
-    """Each prompt draws samples at indices m, m + 1, ... and stops at the first whose verifier score reaches the
-    threshold, or at N; it is charged for what it drew, answers with the best-scored of them, and draws nothing
-    past its stop."""
+    """After the plan's probe (index 0 at T = 1), each prompt draws samples at indices 1, 2, ... at the stop rule's
+    own temperature and stops at the first whose verifier score reaches the threshold, or at N; it is charged for
+    the probe and what it drew, answers with the best-scored of the drawn samples (never the probe), and draws
+    nothing past its stop."""
     from typer.testing import CliRunner
 
     from infertune.cli import app
 
-    threshold, cap = -4.6, 4  # about the median mean log-probability of the untrained tiny model's samples
-    raw = {"format": PLAN_FORMAT, "difficulty": "none", "verifier": None, "budget": 4, "bin_edges": [],
-           "strategies": [{"temperature": 1.0, "rule": "bon:confidence", "n": cap, "method": "sequential",
-                           "threshold": threshold}], "task": "arith"}
+    threshold, cap = -4.5, 4  # about the median mean log-probability of the untrained tiny model's samples at T=0.5
+    raw = {"format": PLAN_FORMAT, "difficulty": "predicted", "verifier": "confidence", "budget": 4,
+           "probe": {"temperature": 1.0, "samples": 1}, "bin_edges": [100.0],  # every prompt in bin 0
+           "strategies": [{"temperature": 0.5, "rule": "bon:confidence", "n": cap, "method": "sequential",
+                           "threshold": threshold}, {"temperature": 1.0, "rule": "maj", "n": 2}], "task": "arith",
+           "components": {"verifier_specs": {"confidence": "confidence=tiny"}}}
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(raw))
     out = tmp_path / "run"
@@ -145,15 +172,50 @@ def test_eval_plan_applies_the_stop_rule_one_round_at_a_time(tmp_path):
     table = SampleStore(out).read().to_pylist()
     stops = set()
     for pid, r in results.items():
-        rows = sorted((row for row in table if row["prompt_id"] == pid), key=lambda row: row["sample_index"])
+        probe = [row for row in table if row["prompt_id"] == pid and row["temperature"] == 1.0]
+        assert [row["sample_index"] for row in probe] == [0]
+        rows = sorted((row for row in table if row["prompt_id"] == pid and row["temperature"] == 0.5),
+                      key=lambda row: row["sample_index"])
         scores = [row["score_confidence"] for row in rows]
-        assert [row["sample_index"] for row in rows] == list(range(len(rows)))
+        assert [row["sample_index"] for row in rows] == list(range(1, len(rows) + 1))
         reached = [i for i, s in enumerate(scores) if s >= threshold]
         drawn = min(reached[0] + 1, cap) if reached else cap
-        assert r["samples"] == len(rows) == drawn
-        assert r["tokens"] == sum(row["num_tokens"] for row in rows)
+        assert r["samples"] == len(rows) + 1 and len(rows) == drawn
+        assert r["tokens"] == sum(row["num_tokens"] for row in rows) + probe[0]["num_tokens"]
         best = max(scores)
         picked = [row["reward"] for row in rows if row["score_confidence"] == best]
         assert r["accuracy"] == pytest.approx(np.mean(picked))
         stops.add(drawn)
     assert len(stops) > 1, f"every prompt drew the same number of samples ({stops}): the test shows nothing"
+
+
+def test_a_stop_rule_plan_refuses_another_verifier_and_bad_thresholds(tmp_path):
+    """A threshold is a score of one verifier: applying it with another verifier of the same name is refused, as are
+    thresholds that are not finite numbers and stop rules on agreement (whose scores change as samples arrive)."""
+    from infertune.planning.apply import stop_rule_verifier_mismatch
+
+    def written(**strategy):
+        raw = {"format": PLAN_FORMAT, "difficulty": "none", "budget": 4, "bin_edges": [],
+               "strategies": [{"temperature": 1.0, "rule": "bon:learned", "n": 4, "method": "sequential",
+                               "threshold": 0.9, **strategy}],
+               "components": {"verifier_specs": {"learned": f"learned={tmp_path / 'orm'}"}}}
+        (tmp_path / "plan.json").write_text(json.dumps(raw))
+        return tmp_path / "plan.json"
+
+    (tmp_path / "orm").mkdir()
+    plan = load_plan(written())
+    assert stop_rule_verifier_mismatch(plan, [f"learned={tmp_path / 'orm'}"]) is None
+    assert stop_rule_verifier_mismatch(plan, ["agreement"]) is None  # no learned given: the missing check names it
+    assert "0.9" in stop_rule_verifier_mismatch(plan, [f"learned={tmp_path}"])
+    for bad in ("0.5", True, None):
+        if bad is None:
+            with pytest.raises(ValueError, match="sequential strategy needs one"):
+                load_plan(written(threshold=None))
+        else:
+            with pytest.raises(ValueError, match="'threshold' should be a finite number"):
+                load_plan(written(threshold=bad))
+    with pytest.raises(ValueError, match="scores each sample on its own"):
+        load_plan(written(rule="bon:agreement"))
+    (tmp_path / "plan.json").write_text(json.dumps({**json.loads(written().read_text()), "strategies": [3]}))
+    with pytest.raises(ValueError, match=r"'strategies'\[0\] should be an object"):
+        load_plan(tmp_path / "plan.json")

@@ -58,13 +58,16 @@ def eval_run(config: EvalRunConfig, progress: Progress | None = None) -> EvalOut
                                       rewards_fn=functools.partial(executor.rewards, task)))
 
         if config.plan:
-            from infertune.planning.apply import apply_plan, load_plan
+            from infertune.planning.apply import apply_plan, load_plan, stop_rule_verifier_mismatch
 
             plan = load_plan(config.plan)
             missing = sorted(plan.verifiers_needed() - {v.name for v in verifiers})
             if missing:
                 raise ValueError(f"{config.plan}: the plan predicts difficulty or selects with verifier "
                                  f"{missing[0]!r}; add it with --verifier (have {[v.name for v in verifiers]})")
+            mismatch = stop_rule_verifier_mismatch(plan, config.verifier)
+            if mismatch:
+                raise ValueError(f"{config.plan}: {mismatch}")
             if plan.task is not None and plan.task != task.name:
                 progress.log(f"note: the plan was made on {plan.task}, applied to {task.name}")
 

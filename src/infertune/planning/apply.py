@@ -24,8 +24,9 @@ from infertune.evaluation import selected_accuracy
 from infertune.planning.difficulty import assign_bins, probe_scores
 from infertune.planning.planner import PLAN_FORMAT
 from infertune.planning.strategies import ChainLayout, Strategy
+from infertune.verify import canonical_spec, compares_samples
 
-FORMATS = ("infertune-plan/1", PLAN_FORMAT)
+FORMATS = ("infertune-plan/1", "infertune-plan/2", PLAN_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,20 @@ class TestTimePlan:
 
     def strategy_for(self, hardness: np.ndarray) -> list[Strategy]:
         return [self.strategies[b] for b in assign_bins(np.asarray(hardness, dtype=np.float64), self.bin_edges)]
+
+
+def stop_rule_verifier_mismatch(plan: TestTimePlan, specs: list[str]) -> str | None:
+    """Why the given ``--verifier`` specs cannot apply the plan's stop rules, or None. A stop rule compares a
+    verifier's score with a fixed threshold, so unlike Best-of-N (which only ranks) it needs the very verifier whose
+    scores the threshold was taken from: where the plan recorded that verifier's spec, the one given must match."""
+    recorded = plan.components.get("verifier_specs") or {}
+    given = {spec.split("=", 1)[0]: canonical_spec(spec) for spec in specs}
+    for s in plan.strategies:
+        name = s.rule.split(":", 1)[1] if s.method == "sequential" else None
+        if name in recorded and name in given and given[name] != recorded[name]:
+            return (f"the plan stops when verifier {name!r} scores a sample at least {s.threshold:g}, a threshold "
+                    f"on the scores of {recorded[name]!r}; --verifier gives {given[name]!r}")
+    return None
 
 
 def load_plan(path: str | Path) -> TestTimePlan:
@@ -91,15 +106,26 @@ def load_plan(path: str | Path) -> TestTimePlan:
     edges = np.asarray(field("bin_edges", list), dtype=np.float64)
     strategies = []
     for i, s in enumerate(field("strategies", list)):
+        where = f"{path}: field 'strategies'[{i}]"
+        if not isinstance(s, dict):
+            raise ValueError(f"{where} should be an object, got {s!r}")
+        threshold = s.get("threshold")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not np.isfinite(threshold)):
+            raise ValueError(f"{where}: 'threshold' should be a finite number, got {threshold!r}")
         try:
-            threshold = s.get("threshold")
             strategy = Strategy(float(s["temperature"]), str(s["rule"]), int(s["n"]), str(s.get("method", "parallel")),
                                 int(s.get("width", 0)), int(s.get("lookahead", 0)), int(s.get("chains", 0)),
                                 None if threshold is None else float(threshold))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: field 'strategies'[{i}] needs temperature, rule and n, got {s!r}") from exc
+        except KeyError as exc:
+            raise ValueError(f"{where} needs temperature, rule and n, got {s!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where} is not a valid strategy ({exc}): {s!r}") from exc
         if strategy.rule == "pass" or strategy.n < 1:
-            raise ValueError(f"{path}: field 'strategies'[{i}] is not a usable strategy: {s!r}")
+            raise ValueError(f"{where} is not a usable strategy: {s!r}")
+        if strategy.method == "sequential" and compares_samples(strategy.rule.split(":", 1)[1]):
+            raise ValueError(f"{where}: a stop rule needs a verifier that scores each sample on its own, not "
+                             f"{strategy.rule.split(':', 1)[1]!r} (its scores change as samples arrive)")
         strategies.append(strategy)
     if len(strategies) != len(edges) + 1:
         raise ValueError(f"{path}: {len(strategies)} strategies for {len(edges) + 1} bins")

@@ -30,7 +30,7 @@ from infertune.planning.efficiency import beats_uniform, budget_to_match, effici
 from infertune.planning.knapsack import choose_per_bin
 from infertune.planning.strategies import Strategy, StrategyTable
 
-PLAN_FORMAT = "infertune-plan/2"
+PLAN_FORMAT = "infertune-plan/3"  # /3: stop-rule strategies (a threshold), plans without probes
 
 
 @dataclass

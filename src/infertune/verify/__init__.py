@@ -32,9 +32,17 @@ def build_verifier(spec: str, task: "Task"):
     return kind.build(task, argument)
 
 
+def canonical_spec(spec: str) -> str:
+    """A verifier spec with its model folder made absolute, so that two spellings of one verifier compare equal."""
+    from pathlib import Path
+
+    name, _, argument = spec.partition("=")
+    return f"{name}={Path(argument).resolve()}" if argument and Path(argument).exists() else spec
+
+
 def describe_verifiers() -> str:
     """The verifiers' names as a user writes them, for help texts."""
     return VERIFIERS.describe()
 
 
-__all__ = ["VERIFIERS", "VerifierKind", "build_verifier", "compares_samples", "describe_verifiers"]
+__all__ = ["VERIFIERS", "VerifierKind", "build_verifier", "canonical_spec", "compares_samples", "describe_verifiers"]
