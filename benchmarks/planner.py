@@ -18,6 +18,7 @@ and the quality of the verifiers, with the machine's load.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -38,6 +39,9 @@ from infertune.verify import build_verifier
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=["validation", "test"], default="test")
+    parser.add_argument("--task-options", default=",".join(parts.TASK_OPTIONS),
+                        help="The arith task of the policy (the embedded default: 4 numbers); another setting gets "
+                             "its own base, verifiers and cache folders.")
     parser.add_argument("--budget", type=float, default=8.0, help="Reference budget (sample-equivalents).")
     parser.add_argument("--curve", default="2,4,8,16,32,64")
     parser.add_argument("--prompts", type=int, default=None, help="Use only the first PROMPTS of the split.")
@@ -74,15 +78,19 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="Run folder (default: in the cache, per split)")
     args = parser.parse_args()
     started, load_start = time.perf_counter(), os.getloadavg()
-    base = parts.base_model()
-    orm, reviser = parts.outcome_verifier(base), parts.revision_model(base)
-    prm = parts.process_verifier(base, view=args.prm_view, answers=args.prm_answers, steps=args.prm_steps)
-    _, validation, test = parts.splits()
+    options = args.task_options.split(",")
+    base = parts.base_model(options=options)
+    orm = parts.outcome_verifier(base, options=options)
+    reviser = parts.revision_model(base, options=options)
+    prm = parts.process_verifier(base, view=args.prm_view, answers=args.prm_answers, steps=args.prm_steps,
+                                 options=options)
+    _, validation, test = parts.splits(options)
     problems = (test if args.split == "test" else validation)[: args.prompts]
-    task = parts.arith()
-    run = Path(args.out or cache_dir() / f"planner-bench-{args.split}-{len(problems)}")
+    task = parts.arith(options)
+    variant = "" if options == parts.TASK_OPTIONS else "-" + hashlib.sha256(",".join(options).encode()).hexdigest()[:8]
+    run = Path(args.out or cache_dir() / f"planner-bench-{args.split}-{len(problems)}{variant}")
     temperatures = [float(t) for t in args.temperatures.split(",")]
-    sample_run(SampleConfig(task="arith", task_option=parts.TASK_OPTIONS, model=str(base), n=args.n,
+    sample_run(SampleConfig(task="arith", task_option=options, model=str(base), n=args.n,
                             temperatures=temperatures, max_new_tokens=16, out=str(run), batch_prompts=64),
                only={p.id for p in problems}, task=task)
     verifiers = [f"learned={orm}", f"prm={prm}"]
@@ -135,7 +143,8 @@ def main() -> None:
         "strategies": result.strategies, "probe_samples": args.probe_samples, "stop_rule": args.stop_rule,
         "stop_quantiles": args.stop_quantiles, "stop_caps": args.stop_caps,
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
-        "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "prompts": len(problems),
+        "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "task_options": options,
+        "prompts": len(problems),
         "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},
         "bootstrap_resamples": args.bootstrap, "guard_confidence": args.guard_confidence,
         "fallback_se": args.fallback_se, "seconds": round(time.perf_counter() - started, 1),
