@@ -219,3 +219,15 @@ def test_a_stop_rule_plan_refuses_another_verifier_and_bad_thresholds(tmp_path):
     (tmp_path / "plan.json").write_text(json.dumps({**json.loads(written().read_text()), "strategies": [3]}))
     with pytest.raises(ValueError, match=r"'strategies'\[0\] should be an object"):
         load_plan(tmp_path / "plan.json")
+
+
+def test_the_efficiency_plot_draws_an_interval_that_excludes_its_point(tmp_path):
+    """A percentile bootstrap interval of refitted plans can sit wholly above or below the point estimate (seen in
+    the planner benchmark: 0.983 with interval [0.984, 1.02]); the plot must draw it, not fail after the curve's
+    bootstrap has run."""
+    from infertune.planning.plots import plot_efficiency_curve
+
+    rows = [{"budget": b, "efficiency_ratio": 0.983, "efficiency_ratio_ci": (0.984, 1.02), "adaptive_spend": b,
+             "adaptive_accuracy": 0.2, "uniform_curve": [[1, 1.0, 0.1], [2, 2.0, 0.15]]} for b in (4, 8)]
+    plot_efficiency_curve(rows, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
