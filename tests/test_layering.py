@@ -106,7 +106,7 @@ def test_curves_are_computed_only_by_the_estimators_and_the_evaluation_core():
     function of the estimators itself."""
     import re
 
-    call = re.compile(r"\b(pass_curve|bon_curve|maj_curve|weighted_maj_curve)\(")
+    call = re.compile(r"\b(pass_curve|bon_curve|maj_curve|weighted_maj_curve|stop_curves)\(")
     for name, path in MODULES.items():
         if name.startswith(("infertune.estimators", "infertune.evaluation")):
             continue

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from infertune import planning as planner
 from infertune.estimators import bon_curve
 from infertune.planning import PLAN_FORMAT, Strategy, load_plan
-from infertune.planning.sequential import score_thresholds, stop_curves
+from infertune.estimators import stop_curves
+from infertune.planning.sequential import score_thresholds
 from infertune.store import SampleStore
 from infertune.synthetic import SyntheticConfig, write_run
 

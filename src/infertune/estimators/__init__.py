@@ -8,6 +8,7 @@ from infertune.estimators.bootstrap import Interval, bootstrap_mean
 from infertune.estimators.method_level import method_difference, method_interval
 from infertune.estimators.inputs import EncodedAnswers, encode_answers
 from infertune.estimators.ranked import bon_at_k, bon_curve, pass_at_k, pass_curve, rank_weights
+from infertune.estimators.stop_rule import stop_curves
 from infertune.estimators.vote import Estimate, maj_at_k, maj_curve, weighted_maj_at_k, weighted_maj_curve
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "pass_at_k",
     "pass_curve",
     "rank_weights",
+    "stop_curves",
     "weighted_maj_at_k",
     "weighted_maj_curve",
 ]

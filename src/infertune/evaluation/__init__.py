@@ -9,9 +9,10 @@ from infertune.evaluation.core import (
     evaluate,
     per_prompt_curves,
     report_ks,
+    stop_rule_curves,
     supported_rules,
 )
 from infertune.evaluation.rules import RULES, RuleCurve, SelectionRule, rule_parts, selected_accuracy
 
 __all__ = ["METRICS", "RULES", "Curve", "EvalConfig", "RuleCurve", "SelectionRule", "evaluate", "per_prompt_curves",
-           "report_ks", "rule_parts", "selected_accuracy", "supported_rules"]
+           "report_ks", "rule_parts", "selected_accuracy", "stop_rule_curves", "supported_rules"]

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
-from infertune.estimators import bootstrap_mean
+from infertune.estimators import bootstrap_mean, stop_curves
 from infertune.evaluation.rules import RULES, RuleCurve, rule_parts
 from infertune.store import ScoredSamples
 from infertune.verify import compares_samples
@@ -89,6 +89,21 @@ def per_prompt_curves(samples: ScoredSamples, config: EvalConfig | None = None,
             curve = RuleCurve(curve.values, curve.stderr, curve.exact, "; ".join(filter(None, [curve.note, note])))
         out[rule] = curve
     return out
+
+
+def stop_rule_curves(samples: ScoredSamples, verifier: str, threshold: float,
+                     unit: str = "tokens") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best-of-N with a verifier stop rule at ``threshold`` for every cap N (``estimators.stop_rule``): per-prompt
+    value, expected draws and expected cost in ``unit`` (tokens, or samples), each [prompts, n]."""
+    if verifier not in samples.scores:
+        raise ValueError(f"stop rule: no scores from verifier {verifier!r}; have {sorted(samples.scores)}")
+    if compares_samples(verifier):
+        raise ValueError(f"stop rule: verifier {verifier!r} scores a sample against the others, which a stop rule "
+                         "has not drawn yet")
+    if unit == "tokens" and samples.tokens is None:
+        raise ValueError("stop rule: costs in tokens need every sample's token count")
+    tokens = samples.tokens if unit == "tokens" else np.ones(samples.rewards.shape)
+    return stop_curves(samples.scores[verifier], samples.rewards, tokens, threshold)
 
 
 def evaluate(samples: ScoredSamples, config: EvalConfig | None = None,

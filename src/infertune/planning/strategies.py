@@ -5,8 +5,8 @@ Five methods (``Strategy.method``):
 - ``parallel``: N samples at a temperature, one picked by a rule (Best-of-N by a verifier, majority, weighted
   majority). Valued, like ``infertune eval``, by the evaluation core's unbiased per-prompt curves over the run's
   samples: from n i.i.d. samples every N ≤ n is estimated at once.
-- ``sequential``: Best-of-N with a stop rule (``sequential``): samples drawn one at a time until the verifier
-  scores one at least ``threshold``, at most N; valued exactly from the same i.i.d. samples as ``parallel``.
+- ``sequential``: Best-of-N with a stop rule: samples drawn one at a time until the verifier scores one at least
+  ``threshold``, at most N; valued exactly (``estimators.stop_rule``) from the same i.i.d. samples as ``parallel``.
 - ``beam`` and ``lookahead``: search against a process reward model (``infertune.models.search``). A search is not
   a subset of i.i.d. samples, so it is run: R independent runs per prompt (``planning.runs``), each writing its
   chosen answer and its token count to a store. The per-prompt value is the mean reward of the R runs, an unbiased
@@ -151,11 +151,12 @@ def strategy_table(samples_by_temperature: dict, *, include_oracle: bool = False
 
 def stop_table(samples_by_temperature: dict, *, quantiles: list[float], caps: list[int], skip: int = 0,
                unit: str = "tokens", unit_size: float = 1.0) -> StrategyTable | None:
-    """Best-of-N with a stop rule (``planning.sequential``) for every verifier usable for Best-of-N, threshold and
+    """Best-of-N with a stop rule (``estimators.stop_rule``) for every verifier usable for Best-of-N, threshold and
     cap N, valued on each prompt's samples ``skip`` .. n − 1 like the parallel strategies. Thresholds are the
     ``quantiles`` of the verifier's scores over every prompt and temperature (no labels read). None when there is
     nothing to add."""
-    from infertune.planning.sequential import score_thresholds, stop_curves
+    from infertune.evaluation import stop_rule_curves
+    from infertune.planning.sequential import score_thresholds
     from infertune.store import sample_columns
 
     if not quantiles or not caps:
@@ -165,16 +166,13 @@ def stop_table(samples_by_temperature: dict, *, quantiles: list[float], caps: li
              for t in temps}
     first = pools[temps[0]]
     names = [v for v in sorted(first.scores) if not compares_samples(v)]
-    if unit == "tokens" and any(p.tokens is None for p in pools.values()):
-        raise ValueError("stop-rule strategies in the tokens unit need every sample's token count")
     strategies, columns, costs = [], [], []
     for name in names:
         pooled = np.concatenate([pools[t].scores[name].ravel() for t in temps])
         for threshold in score_thresholds(pooled, quantiles):
             for t in temps:
                 pool = pools[t]
-                tokens = pool.tokens if unit == "tokens" else np.ones(pool.rewards.shape)
-                values, _, spent = stop_curves(pool.scores[name], pool.rewards, tokens, threshold)
+                values, _, spent = stop_rule_curves(pool, name, threshold, unit)
                 for cap in sorted({c for c in caps if 1 <= c <= pool.n}):
                     strategies.append(Strategy(float(t), f"bon:{name}", cap, "sequential", threshold=threshold))
                     columns.append(values[:, cap - 1])
