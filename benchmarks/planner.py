@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import planner_parts as parts
+from provenance import commit
 
 from infertune.models.loading import cache_dir
 from infertune.planning import PlanConfig, plan_run, write_plan
@@ -143,7 +144,8 @@ def main() -> None:
         "strategies": result.strategies, "probe_samples": args.probe_samples, "stop_rule": args.stop_rule,
         "stop_quantiles": args.stop_quantiles, "stop_caps": args.stop_caps,
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
-        "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "split": args.split, "task_options": options,
+        "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "commit": commit(), "split": args.split,
+        "task_options": options,
         "prompts": len(problems),
         "n": args.n, "temperatures": temperatures, "run": str(run), "plan_files": {k: str(v) for k, v in paths.items()},
         "bootstrap_resamples": args.bootstrap, "guard_confidence": args.guard_confidence,

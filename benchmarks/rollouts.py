@@ -47,12 +47,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from provenance import commit  # noqa: F401  (rollouts_simulated imports it from here)
 
 from infertune.estimators import method_difference, method_interval
 from infertune.evaluation import per_prompt_curves
@@ -87,15 +88,6 @@ def held_out(trainer: Trainer, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     answers = np.full(rewards.shape, None, dtype=object)
     curve = per_prompt_curves(scored_from_arrays([p.id for p in problems], rewards, answers), rules=["pass"])["pass"]
     return curve.values[:, 0], curve.values[:, k - 1]
-
-
-def commit() -> str | None:
-    """The repository's commit, when the benchmark runs from a git checkout (recorded beside the figures)."""
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def t_interval(values, confidence: float = 0.95) -> dict:
