@@ -208,6 +208,8 @@ def test_a_stop_rule_plan_refuses_another_verifier_and_bad_thresholds(tmp_path):
     assert stop_rule_verifier_mismatch(plan, [f"learned={tmp_path / 'orm'}"]) is None
     assert stop_rule_verifier_mismatch(plan, ["agreement"]) is None  # no learned given: the missing check names it
     assert "0.9" in stop_rule_verifier_mismatch(plan, [f"learned={tmp_path}"])
+    assert "0.9" in stop_rule_verifier_mismatch(plan, [f"learned:{tmp_path}"])  # the registry's other spelling
+    assert stop_rule_verifier_mismatch(plan, [f"learned:{tmp_path / 'orm'}"]) is None
     for bad in ("0.5", True, None):
         if bad is None:
             with pytest.raises(ValueError, match="sequential strategy needs one"):

@@ -24,6 +24,7 @@ from infertune.evaluation import selected_accuracy
 from infertune.planning.difficulty import assign_bins, probe_scores
 from infertune.planning.planner import PLAN_FORMAT
 from infertune.planning.strategies import ChainLayout, Strategy
+from infertune.registry import Registry
 from infertune.verify import canonical_spec, compares_samples
 
 FORMATS = ("infertune-plan/1", "infertune-plan/2", PLAN_FORMAT)
@@ -63,7 +64,7 @@ def stop_rule_verifier_mismatch(plan: TestTimePlan, specs: list[str]) -> str | N
     verifier's score with a fixed threshold, so unlike Best-of-N (which only ranks) it needs the very verifier whose
     scores the threshold was taken from: where the plan recorded that verifier's spec, the one given must match."""
     recorded = plan.components.get("verifier_specs") or {}
-    given = {spec.split("=", 1)[0]: canonical_spec(spec) for spec in specs}
+    given = {Registry.split(spec)[0]: canonical_spec(spec) for spec in specs}
     for s in plan.strategies:
         name = s.rule.split(":", 1)[1] if s.method == "sequential" else None
         if name in recorded and name in given and given[name] != recorded[name]:

@@ -20,6 +20,7 @@ from infertune.planning.difficulty import default_verifier, difficulty
 from infertune.planning.planner import PLAN_FORMAT, PlanResult, efficiency_curve, plan
 from infertune.planning.strategies import ChainLayout, Strategy, StrategyTable, combine, revision_table, run_table
 from infertune.planning.strategies import stop_table, strategy_table
+from infertune.registry import Registry
 from infertune.verify import canonical_spec
 
 
@@ -262,7 +263,7 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
 
 def _components(config: PlanConfig, meta: dict, temperature: float) -> dict:
     """What applying the plan needs besides the policy: the PRM, the revision model and their settings."""
-    return {"verifier_specs": {spec.split("=", 1)[0]: canonical_spec(spec) for spec in config.score_with},
+    return {"verifier_specs": {Registry.split(spec)[0]: canonical_spec(spec) for spec in config.score_with},
             "prm": str(Path(config.prm).resolve()) if config.prm else None,
             "revision_model": str(Path(config.revision_model).resolve()) if config.revision_model else None,
             "window": config.window, "max_steps": config.max_steps, "max_step_tokens": config.max_step_tokens,

@@ -36,7 +36,7 @@ def canonical_spec(spec: str) -> str:
     """A verifier spec with its model folder made absolute, so that two spellings of one verifier compare equal."""
     from pathlib import Path
 
-    name, _, argument = spec.partition("=")
+    name, argument = Registry.split(spec)
     return f"{name}={Path(argument).resolve()}" if argument and Path(argument).exists() else spec
 
 
