@@ -137,3 +137,21 @@ def test_eval_plan_needs_the_plan_verifier(tmp_path):
                                       "--verifier", "agreement"], env={"COLUMNS": "160"})
     assert result.exit_code != 0
     assert "verifier 'orm'" in result.output and "--verifier" in result.output
+
+
+def test_an_empty_probe_is_hardest_and_a_nan_score_is_refused_by_name():
+    """A probe scored −inf (an empty completion, by confidence) has difficulty +inf: bin edges stay finite and it
+    lands in the hardest bin; a NaN score stops the plan with the prompt, sample and verifier named."""
+    from infertune.planning.apply import _select
+    from infertune.planning.difficulty import assign_bins, bin_edges
+
+    hardness = np.array([0.1, 0.5, np.inf, np.inf, np.inf, 0.9])
+    edges = bin_edges(hardness, 4)
+    assert np.isfinite(edges).all()
+    assert list(assign_bins(hardness, edges)) == [0, 0, 3, 3, 3, 1]
+    rows = [{"prompt_id": "p", "sample_index": i, "reward": float(i), "answer": str(i), "scores": {"orm": v}}
+            for i, v in enumerate([0.2, -np.inf, 0.7])]
+    assert _select("bon:orm", rows) == (2.0, 2)
+    rows[2]["scores"]["orm"] = float("nan")
+    with pytest.raises(ValueError, match="prompt 'p', sample 2: verifier 'orm' scored nan"):
+        _select("bon:orm", rows)

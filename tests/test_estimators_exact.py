@@ -70,6 +70,45 @@ def test_bon_matches_enumeration_with_ties(case):
         assert bon_at_k([scores], [rewards], k)[0] == pytest.approx(expected, abs=1e-9)
 
 
+@settings(max_examples=200, deadline=None)
+@given(prompt(binary=False), st.data())
+def test_bon_with_minus_inf_scores_matches_enumeration(case, data):
+    """−inf (the confidence of an empty completion) is a score like any other to ranking: below every number."""
+    _, rewards, scores = case
+    n = len(rewards)
+    scores = [-np.inf if data.draw(st.booleans()) else s for s in scores]
+    curve = bon_curve([scores], [rewards])[0]
+    for k in range(1, n + 1):
+        expected = brute.bon(scores, rewards, k)
+        assert curve[k - 1] == pytest.approx(expected, abs=1e-9)
+        assert bon_at_k([scores], [rewards], k)[0] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("aggregate", ["sum", "max"])
+@settings(max_examples=100, deadline=None)
+@given(case=prompt(max_n=7, binary=False))
+def test_weighted_maj_ignores_minus_inf_on_samples_without_an_answer(aggregate, case):
+    answers, rewards, scores = case
+    n = len(answers)
+    blanked = [-np.inf if a is None else s for a, s in zip(answers, scores)]
+    exact = weighted_maj_curve(_obj(answers), [blanked], [rewards], aggregate=aggregate, method="exact")
+    sampled = weighted_maj_curve(_obj(answers), [blanked], [rewards], aggregate=aggregate, method="mc",
+                                 mc_samples=400)
+    for k in range(1, n + 1):
+        expected = brute.weighted_maj(answers, scores, rewards, k, aggregate)
+        assert exact.values[0, k - 1] == pytest.approx(expected, abs=1e-9)
+        assert sampled.values[0, k - 1] == pytest.approx(expected, abs=5 * sampled.stderr[0, k - 1] + 0.02)
+
+
+def test_weighted_maj_refuses_minus_inf_on_a_vote():
+    with pytest.raises(ValueError, match="finite score for every sample with an answer.*prompt 0, sample 1"):
+        weighted_maj_curve(_obj(["a", "b", None]), [[0.5, -np.inf, -np.inf]], [[1.0, 0.0, 0.0]], aggregate="max")
+    with pytest.raises(ValueError, match="non-finite value nan at prompt 0, sample 0"):
+        bon_curve([[np.nan, 1.0]], [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="non-finite value inf"):
+        bon_curve([[np.inf, 1.0]], [[1.0, 0.0]])
+
+
 @settings(max_examples=300, deadline=None)
 @given(prompt(binary=False))
 def test_pass_is_bon_with_the_reward_as_verifier(case):

@@ -39,8 +39,8 @@ def _enumerate(scores, rewards, tokens, threshold, cap):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 0.5, 1.0]), st.integers(1, 9)), min_size=1,
-                max_size=6),
+@given(st.lists(st.tuples(st.sampled_from([-np.inf, 0, 1, 2, 3]), st.sampled_from([0.0, 0.5, 1.0]),
+                          st.integers(1, 9)), min_size=1, max_size=6),
        st.sampled_from([-1.0, 0.5, 1.0, 2.5, 9.0]))
 def test_stop_rule_values_draws_and_tokens_equal_enumeration(pool, threshold):
     scores, rewards, tokens = (np.array([[row[i] for row in pool]], dtype=np.float64) for i in range(3))

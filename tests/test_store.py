@@ -132,3 +132,21 @@ def test_unscored_rows_are_reported_not_guessed(tmp_path):
         w.write(Sample(task="t", prompt_id="a", sample_index=0, temperature=1.0))
     with pytest.raises(StoreError, match="column 'reward' is empty for 1 rows"):
         store.scored()
+
+
+def test_a_score_that_is_not_a_number_names_the_column_prompt_and_sample(tmp_path):
+    """−inf is a score (an empty completion's confidence: never picked); NaN and +inf are not."""
+    for bad in (float("nan"), float("inf")):
+        store = SampleStore(tmp_path / str(bad))
+        with store.writer() as w:
+            for i, score in enumerate([0.5, -np.inf, bad]):
+                w.write(Sample(task="t", prompt_id="a", sample_index=i, temperature=1.0, reward=1.0, answer="x",
+                               scores={"conf": score, "orm": 0.1 * i}))
+        with pytest.raises(StoreError, match=rf"column 'score_conf' holds {bad} for prompt 'a', sample 2"):
+            store.scored()
+    store = SampleStore(tmp_path / "ok")
+    with store.writer() as w:
+        for i, score in enumerate([0.5, -np.inf]):
+            w.write(Sample(task="t", prompt_id="a", sample_index=i, temperature=1.0, reward=float(i), answer="x",
+                           scores={"conf": score}))
+    np.testing.assert_array_equal(store.scored().scores["conf"], [[0.5, -np.inf]])

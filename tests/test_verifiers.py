@@ -72,6 +72,25 @@ def test_self_confidence_mean_logprob_matches_a_direct_computation():
     assert score == pytest.approx(total / len(comp_ids), abs=1e-4)
 
 
+def test_an_empty_completion_has_confidence_minus_inf_and_every_curve_ranks_it_last():
+    """An empty completion (a model that stops at once) has no tokens to average: −inf, so Best-of-N never picks it
+    over a real answer; the curves accept it (they refused it before, and a report on such a run failed)."""
+    from infertune.evaluation import evaluate
+    from infertune.store import scored_from_arrays
+
+    tok, model = tiny_models.tokenizer(), tiny_models.causal_lm()
+    p = _problems(1)[0]
+    completions = ["", " The answer is 3.", " 4", ""]
+    scores = SelfConfidence(model, tok)([p] * 4, completions)
+    assert np.isneginf(scores[[0, 3]]).all() and np.isfinite(scores[[1, 2]]).all()
+    samples = scored_from_arrays(["p0"], [[0.0, 1.0, 1.0, 0.0]], [[None, "3", "4", None]],
+                                 scores={"confidence": scores}, tokens=[[0, 6, 2, 0]])
+    curves = {c.label: c for c in evaluate(samples, rules=["bon:confidence", "wmaj:confidence"])}
+    # Best-of-2 loses only when both empty completions are drawn: 1 of the 6 pairs.
+    assert curves["bon:confidence"].mean[1] == pytest.approx(5 / 6)
+    assert curves["wmaj:confidence"].mean[3] == pytest.approx(1.0)
+
+
 def test_p_true_is_a_probability_and_modes_are_checked():
     tok = tiny_models.tokenizer()
     scores = SelfConfidence(tiny_models.causal_lm(), tok, mode="p_true")(_problems(2), ["\\boxed{3}", "5"])

@@ -373,7 +373,14 @@ class ScoredSamples:
                 col = kept.column(name)
                 if col.null_count:
                     continue  # a verifier that did not score every sample cannot rank them all
-                scores[name[len(SCORE_PREFIX):]] = col.to_numpy().reshape(n_prompts, n)
+                values = col.to_numpy()
+                bad = np.flatnonzero(np.isnan(values) | np.isposinf(values))  # −inf: a sample never to be picked
+                if bad.size:
+                    row = kept.slice(int(bad[0]), 1).to_pylist()[0]
+                    raise StoreError(f"{source}: column {name!r} holds {values[bad[0]]} for prompt "
+                                     f"{row['prompt_id']!r}, sample {row['sample_index']} ({bad.size} such rows); "
+                                     "a verifier's scores must be numbers or -inf")
+                scores[name[len(SCORE_PREFIX):]] = values.reshape(n_prompts, n)
         ids = kept.column("prompt_id").to_pylist()[::n]
         counted = kept.column("num_tokens")
         tokens = None if counted.null_count else counted.to_numpy().astype(np.int64).reshape(n_prompts, n)

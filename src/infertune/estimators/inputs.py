@@ -23,8 +23,12 @@ class EncodedAnswers(NamedTuple):
     n_distinct: np.ndarray
 
 
-def as_matrix(name: str, values: Any, *, dtype: type = np.float64, allow_nan: bool = False) -> np.ndarray:
-    """Coerce one per-sample input to a 2-D float array [prompts, n]; a 1-D input is one prompt."""
+def as_matrix(name: str, values: Any, *, dtype: type = np.float64, allow_nan: bool = False,
+              allow_minus_inf: bool = False) -> np.ndarray:
+    """Coerce one per-sample input to a 2-D float array [prompts, n]; a 1-D input is one prompt.
+
+    ``allow_minus_inf``: verifier scores may be −inf, the score of a sample that must never be picked over one with a
+    finite score (the confidence verifier gives it to an empty completion); ranking handles it exactly."""
     try:
         arr = np.asarray(values, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -36,7 +40,7 @@ def as_matrix(name: str, values: Any, *, dtype: type = np.float64, allow_nan: bo
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name}: empty input of shape {arr.shape}; need at least one prompt and one sample")
     if not allow_nan and np.issubdtype(arr.dtype, np.floating):
-        bad = np.argwhere(~np.isfinite(arr))
+        bad = np.argwhere(~(np.isfinite(arr) | (allow_minus_inf & np.isneginf(arr))))
         if bad.size:
             p, i = bad[0]
             raise ValueError(f"{name}: non-finite value {arr[p, i]} at prompt {p}, sample {i}")

@@ -96,8 +96,10 @@ def sort_with_tie_means(scores: np.ndarray, rewards: np.ndarray) -> np.ndarray:
 
 
 def bon_curve(scores, rewards) -> np.ndarray:
-    """Best-of-k by the verifier score, judged by the reward, for every k = 1..n; returns [prompts, n]."""
-    s = as_matrix("scores", scores)
+    """Best-of-k by the verifier score, judged by the reward, for every k = 1..n; returns [prompts, n].
+
+    A score may be −inf: that sample is picked only when every sample drawn with it scores −inf too."""
+    s = as_matrix("scores", scores, allow_minus_inf=True)
     r = as_matrix("rewards", rewards)
     check_same_shape(scores=s, rewards=r)
     sorted_r = sort_with_tie_means(s, r)
@@ -106,7 +108,7 @@ def bon_curve(scores, rewards) -> np.ndarray:
 
 def bon_at_k(scores, rewards, k: int) -> np.ndarray:
     """Best-of-k for one k; per-prompt values of shape [prompts]."""
-    s = as_matrix("scores", scores)
+    s = as_matrix("scores", scores, allow_minus_inf=True)
     r = as_matrix("rewards", rewards)
     check_same_shape(scores=s, rewards=r)
     k = check_k(k, s.shape[1])

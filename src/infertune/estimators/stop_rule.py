@@ -33,7 +33,7 @@ def stop_curves(scores, rewards, tokens, threshold: float) -> tuple[np.ndarray, 
     """Value, expected draws and expected tokens of the stop rule at ``threshold`` for every cap N = 1..n.
 
     ``scores``, ``rewards``, ``tokens``: [prompts, n]. Returns three [prompts, n] arrays; column N − 1 is cap N."""
-    s = as_matrix("scores", scores)
+    s = as_matrix("scores", scores, allow_minus_inf=True)
     r = as_matrix("rewards", rewards)
     t = as_matrix("tokens", tokens)
     check_same_shape(scores=s, rewards=r, tokens=t)

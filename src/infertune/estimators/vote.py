@@ -134,9 +134,17 @@ def weighted_maj_curve(
     if aggregate not in ("sum", "max"):
         raise ValueError(f"aggregate must be 'sum' or 'max', got {aggregate!r}")
     enc, r, values = _prepare(answers, rewards)
-    s = as_matrix("scores", scores)
+    s = as_matrix("scores", scores, allow_minus_inf=True)
     if s.shape != r.shape:
         raise ValueError(f"mismatched shapes: answers {enc.ids.shape}, scores {s.shape}, rewards {r.shape}")
+    # A sample without an answer casts no vote, so its score is never read: −inf there (an empty completion's
+    # confidence) is allowed and set aside; a vote needs a finite weight.
+    voting = enc.ids >= 0
+    if np.any(voting & np.isneginf(s)):
+        p, i = np.argwhere(voting & np.isneginf(s))[0]
+        raise ValueError(f"scores: weighted majority needs a finite score for every sample with an answer; got -inf "
+                         f"at prompt {p}, sample {i}")
+    s = np.where(voting, s, 0.0)
     if aggregate == "sum" and np.any(s < 0):
         p, i = np.argwhere(s < 0)[0]
         raise ValueError(f"scores: weighted majority with aggregate='sum' needs non-negative scores; got {s[p, i]} "
@@ -166,7 +174,7 @@ def weighted_maj_curve(
             ids = enc.ids[exact]
             sample_value = np.where(ids >= 0, np.take_along_axis(values[exact], np.maximum(ids, 0), axis=1), 0.0)
             ranked_scores = np.where(ids >= 0, s[exact], -np.inf)
-            out[exact] = _bon_with_floor(ranked_scores, sample_value)
+            out[exact] = bon_curve(ranked_scores, sample_value)
     mc = ~exact
     if mc.any():
         rng = np.random.default_rng(seed)
@@ -178,14 +186,6 @@ def weighted_maj_curve(
 def weighted_maj_at_k(answers: Any, scores: Any, rewards: Any, k: int, **options: Any) -> Estimate:
     """Weighted maj@k for one k; per-prompt ``Estimate`` of shape [prompts]."""
     return weighted_maj_curve(answers, scores, rewards, **options).at_k(k)
-
-
-def _bon_with_floor(scores: np.ndarray, rewards: np.ndarray) -> np.ndarray:
-    """bon_curve that accepts -inf scores for samples that must never be selected over a real one."""
-    finite = np.isfinite(scores)
-    floor = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
-    floor = np.where(np.isfinite(floor), floor, 0.0)
-    return bon_curve(np.where(finite, scores, floor - 1.0 - np.abs(floor)), rewards)
 
 
 def _cross_answer_score_ties(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -61,7 +61,8 @@ def _maj(rewards, answers, scores, *, aggregate="sum", mc_samples=None, seed=0, 
 
 def _wmaj(rewards, answers, scores, *, aggregate="sum", mc_samples=None, seed=0, method="auto") -> RuleCurve:
     note = ""
-    if aggregate == "sum" and np.any(scores < 0):
+    voting = answers.ids >= 0 if hasattr(answers, "ids") else np.ones(scores.shape, dtype=bool)
+    if aggregate == "sum" and np.any(voting & (scores < 0)):  # a sample without an answer has no vote to weigh
         # A sum of negative weights would let more votes count against an answer; the max is well defined.
         aggregate, note = "max", "negative scores: answer weight is the max score"
     est = weighted_maj_curve(answers, scores, rewards, aggregate=aggregate, method=method, mc_samples=mc_samples,

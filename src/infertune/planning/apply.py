@@ -188,7 +188,9 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
         accuracy, row, generated, *drawn = outcome[pid]
         tokens = generated + probe_tokens[pid]
         samples = (drawn[0] if drawn else s.n) + m
-        results.append({"prompt_id": pid, "difficulty": float(h), "strategy": s.label(), "method": s.method,
+        # A probe's −inf score makes its difficulty +inf, written as null (JSON has no infinity).
+        results.append({"prompt_id": pid, "difficulty": float(h) if np.isfinite(h) else None,
+                        "strategy": s.label(), "method": s.method,
                         "samples": samples, "tokens": int(tokens), "cost": tokens / plan.unit_size
                         if plan.unit == "tokens" else samples, "accuracy": accuracy, "answer": row.get("answer"),
                         "completion": row.get("completion")})
@@ -254,7 +256,7 @@ def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sam
                 raise ValueError(f"{store.path}: prompt {pid} has {len(drawn)} samples with indices {m}..{m + i} "
                                  f"at T={s.temperature}, not {i + 1}")
             verifier = s.rule.split(":", 1)[1]
-            if drawn[-1]["scores"][verifier] >= s.threshold or i + 1 == s.n:
+            if _score(drawn[-1], verifier) >= s.threshold or i + 1 == s.n:
                 accuracy, pick = _select(s.rule, drawn)
                 out[pid] = (accuracy, drawn[pick], sum(r["num_tokens"] or 0 for r in drawn), i + 1)
                 del open_[pid]
@@ -323,7 +325,7 @@ def chain_pick(rule: str, chains: list[list[dict]]) -> tuple[float, dict]:
     verifier = rule.split(":", 1)[1]
     offers = []
     for chain in chains:
-        scores = [row["scores"][verifier] for row in chain]
+        scores = [_score(row, verifier) for row in chain]
         top = max(scores)
         tied = [row for row, v in zip(chain, scores) if v == top]
         offers.append((top, float(np.mean([row["reward"] for row in tied])), tied[0]))
@@ -334,14 +336,23 @@ def chain_pick(rule: str, chains: list[list[dict]]) -> tuple[float, dict]:
 
 def _select(rule: str, rows: list[dict]) -> tuple[float, int]:
     verifier = rule.split(":", 1)[1] if ":" in rule else None
-    scores = None if verifier is None else [row["scores"][verifier] for row in rows]
+    scores = None if verifier is None else [_score(row, verifier) for row in rows]
     return selected_accuracy(rule, [row["reward"] for row in rows], [row["answer"] for row in rows], scores)
+
+
+def _score(row: dict, verifier: str) -> float:
+    """A sample's score by a verifier, as the plan's estimators accept it: a number, or −inf (never picked)."""
+    value = row["scores"].get(verifier)
+    if value is None or np.isnan(value) or np.isposinf(value):
+        raise ValueError(f"prompt {row['prompt_id']!r}, sample {row['sample_index']}: verifier {verifier!r} scored "
+                         f"{value}; a plan ranks numbers or -inf only")
+    return float(value)
 
 
 def _probe_hardness(plan: TestTimePlan, rows: list[dict]) -> float:
     if len(rows) < plan.probe_samples:
         raise ValueError(f"a prompt has {len(rows)} probe samples, the plan needs {plan.probe_samples}")
-    scores = np.array([[row["scores"][plan.verifier] for row in rows]])
+    scores = np.array([[_score(row, plan.verifier) for row in rows]])
     codes: dict[str, int] = {}
     ids = np.array([[-1 if row["answer"] is None else codes.setdefault(row["answer"], len(codes)) for row in rows]])
     return float(1.0 - probe_scores(plan.verifier, scores, ids).mean())

@@ -40,8 +40,10 @@ def difficulty(samples_by_temperature: dict, kind: str = "predicted", verifier: 
             if name not in s.scores:
                 raise ValueError(f"no verifier {name!r} in the run; have {sorted(s.scores)}")
             scores = s.scores[name]
-            lo, hi = scores.min(), scores.max()
-            values.append((scores.mean(axis=1) - lo) / (hi - lo) if hi > lo else np.zeros(len(scores)))
+            finite = scores[np.isfinite(scores)]
+            lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+            values.append((np.clip(scores, lo, None).mean(axis=1) - lo) / (hi - lo) if hi > lo
+                          else np.zeros(len(scores)))
     return 1.0 - np.mean(values, axis=0)
 
 
@@ -66,8 +68,13 @@ def default_verifier(samples) -> str:
 
 
 def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
-    """Inner quantile edges (bins − 1 of them)."""
-    return np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    """Inner quantile edges (bins − 1 of them). A probe whose score is −inf (an empty completion, by confidence) has
+    difficulty +inf: it stands above the largest finite value here, so interpolation never meets inf − inf, and such
+    prompts land in the hardest bin, at planning and when a plan is applied."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    top = finite.max() + 1.0 if finite.size else 0.0
+    return np.quantile(np.where(np.isposinf(values), top, values), np.linspace(0, 1, bins + 1)[1:-1])
 
 
 def assign_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
