@@ -249,7 +249,7 @@ def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sam
         for temperature, members in sorted(by_temperature.items()):
             sample(replace(config, n=m + i + 1, temperatures=[temperature]), only=members, first_index=m + i)
         score()
-        rows = {t: _rows(store, task.name, t) for t in by_temperature}
+        rows = {t: _rows(store, task.name, t, only=members) for t, members in by_temperature.items()}
         for pid, s in list(open_.items()):
             drawn = [row for row in rows[s.temperature][pid] if m <= row["sample_index"] <= m + i]
             if len(drawn) != i + 1:
@@ -358,19 +358,25 @@ def _probe_hardness(plan: TestTimePlan, rows: list[dict]) -> float:
     return float(1.0 - probe_scores(plan.verifier, scores, ids).mean())
 
 
-def _rows(store, task: str, temperature: float) -> dict[str, list[dict]]:
-    """Scored rows of one task and temperature, per prompt, in sample-index order."""
+def _rows(store, task: str, temperature: float, only: set[str] | None = None) -> dict[str, list[dict]]:
+    """Scored rows of one task and temperature (of the prompts in ``only``, if given), per prompt, in sample-index
+    order. Rows are filtered in Arrow before they become Python objects: the stop rule reads once per round."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     table = store.read()
     names = [c for c in table.column_names if c.startswith("score_")]
-    data = table.select(["task", "prompt_id", "temperature", "sample_index", "answer", "reward", "completion",
-                         "num_tokens", *names]).to_pylist()
+    keep = pc.and_(pc.equal(table.column("task"), task), pc.equal(table.column("temperature"), temperature))
+    if only is not None:
+        keep = pc.and_(keep, pc.is_in(table.column("prompt_id"), value_set=pa.array(sorted(only), pa.string())))
+    data = table.filter(keep).select(["task", "prompt_id", "temperature", "sample_index", "answer", "reward",
+                                      "completion", "num_tokens", *names]).to_pylist()
     rows: dict[str, list[dict]] = defaultdict(list)
     for row in data:
-        if row["task"] == task and row["temperature"] == temperature:
-            if row["reward"] is None:
-                raise ValueError(f"{store.path}: prompt {row['prompt_id']} sample {row['sample_index']} is unscored")
-            row["scores"] = {c[len("score_"):]: row[c] for c in names}
-            rows[row["prompt_id"]].append(row)
+        if row["reward"] is None:
+            raise ValueError(f"{store.path}: prompt {row['prompt_id']} sample {row['sample_index']} is unscored")
+        row["scores"] = {c[len("score_"):]: row[c] for c in names}
+        rows[row["prompt_id"]].append(row)
     for values in rows.values():
         values.sort(key=lambda row: row["sample_index"])
     return dict(rows)
