@@ -140,18 +140,54 @@ def test_eval_plan_needs_the_plan_verifier(tmp_path):
 
 
 def test_an_empty_probe_is_hardest_and_a_nan_score_is_refused_by_name():
-    """A probe scored −inf (an empty completion, by confidence) has difficulty +inf: bin edges stay finite and it
-    lands in the hardest bin; a NaN score stops the plan with the prompt, sample and verifier named."""
-    from infertune.planning.apply import _select
-    from infertune.planning.difficulty import assign_bins, bin_edges
+    """A probe scored −inf (an empty completion, by confidence) has difficulty +inf, the same at planning and when
+    a plan is applied; bin edges stay within the values seen and it lands in the hardest bin; a NaN score stops the
+    plan with the prompt, sample and verifier named."""
+    from types import SimpleNamespace
 
-    hardness = np.array([0.1, 0.5, np.inf, np.inf, np.inf, 0.9])
-    edges = bin_edges(hardness, 4)
-    assert np.isfinite(edges).all()
-    assert list(assign_bins(hardness, edges)) == [0, 0, 3, 3, 3, 1]
+    from infertune.planning.apply import _probe_hardness, _select
+    from infertune.planning.difficulty import assign_bins, bin_edges, difficulty
+    from infertune.store import scored_from_arrays
+
+    scores = [[-0.2, -0.1], [-np.inf, -0.3], [-1.5, -np.inf], [-np.inf, -np.inf]]
+    samples = scored_from_arrays(list("abcd"), np.zeros((4, 2)), np.full((4, 2), "x", dtype=object),
+                                 scores={"conf": scores})
+    planned = difficulty({0.6: samples}, "predicted", "conf", probe=(0.6, 1))
+    plan = SimpleNamespace(probe_samples=1, verifier="conf")
+    applied = [_probe_hardness(plan, [{"scores": {"conf": row[0]}, "answer": "x", "prompt_id": pid,
+                                       "sample_index": 0}]) for pid, row in zip("abcd", scores)]
+    np.testing.assert_array_equal(planned, applied)
+    assert np.isposinf(planned[[1, 3]]).all()
+    edges = bin_edges(planned, 3)
+    assert np.isfinite(edges).all() and edges.max() <= 2.5
+    assert list(assign_bins(planned, edges)) == [0, 2, 2, 2]
     rows = [{"prompt_id": "p", "sample_index": i, "reward": float(i), "answer": str(i), "scores": {"orm": v}}
             for i, v in enumerate([0.2, -np.inf, 0.7])]
     assert _select("bon:orm", rows) == (2.0, 2)
     rows[2]["scores"]["orm"] = float("nan")
     with pytest.raises(ValueError, match="prompt 'p', sample 2: verifier 'orm' scored nan"):
         _select("bon:orm", rows)
+
+
+def test_a_bin_no_training_prompt_fell_in_takes_its_nearest_bins_strategy():
+    """Tied difficulties stack quantile edges; a new prompt landing in the empty bin between them gets the strategy of
+    the nearest bin that had prompts, not an arbitrary one."""
+    from types import SimpleNamespace
+
+    from infertune.planning.difficulty import assign_bins
+    from infertune.planning.planner import _fit
+    from infertune.planning.workflow import _json_safe
+
+    hardness = np.array([0.0] * 6 + [1.0] * 6)
+    values = np.array([[1.0, 0.0, 0.5]] * 6 + [[0.0, 1.0, 0.5]] * 6)
+    pb = SimpleNamespace(hardness=hardness, bins=4, values=values, total=np.ones_like(values), budget=1.0)
+    chosen, edges = _fit(pb, np.arange(12))
+    bins = list(assign_bins(hardness, edges))
+    filled = sorted(set(bins))
+    assert chosen[filled[0]] == 0 and chosen[filled[-1]] == 1
+    for b in set(range(4)) - set(filled):
+        nearest = min(filled, key=lambda f: (abs(f - b), -f))
+        assert chosen[b] == chosen[nearest]
+    assert json.loads(json.dumps(_json_safe({"range": [0.5, np.inf], "x": np.float64(-np.inf)}))) == {
+        "range": [0.5, "inf"], "x": "-inf"}
+

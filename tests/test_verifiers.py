@@ -83,12 +83,16 @@ def test_an_empty_completion_has_confidence_minus_inf_and_every_curve_ranks_it_l
     completions = ["", " The answer is 3.", " 4", ""]
     scores = SelfConfidence(model, tok)([p] * 4, completions)
     assert np.isneginf(scores[[0, 3]]).all() and np.isfinite(scores[[1, 2]]).all()
-    samples = scored_from_arrays(["p0"], [[0.0, 1.0, 1.0, 0.0]], [[None, "3", "4", None]],
+    samples = scored_from_arrays(["p0"], [[0.0, 1.0, 0.0, 0.0]], [[None, "3", "4", None]],
                                  scores={"confidence": scores}, tokens=[[0, 6, 2, 0]])
     curves = {c.label: c for c in evaluate(samples, rules=["bon:confidence", "wmaj:confidence"])}
-    # Best-of-2 loses only when both empty completions are drawn: 1 of the 6 pairs.
-    assert curves["bon:confidence"].mean[1] == pytest.approx(5 / 6)
-    assert curves["wmaj:confidence"].mean[3] == pytest.approx(1.0)
+    # Best-of-2 picks the right answer when it is drawn with anything but the wrong one it outscores (or when it
+    # outscores that one): the pair of empty completions gives nothing.
+    right_wins = float(scores[1] > scores[2])
+    assert curves["bon:confidence"].mean[1] == pytest.approx((2 + right_wins) / 6)
+    # All four drawn: the empty completions cast no vote; the answer with the larger weight (log-probs are
+    # negative, so the max) wins.
+    assert curves["wmaj:confidence"].mean[3] == pytest.approx(right_wins)
 
 
 def test_p_true_is_a_probability_and_modes_are_checked():

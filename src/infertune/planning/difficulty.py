@@ -69,11 +69,11 @@ def default_verifier(samples) -> str:
 
 def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
     """Inner quantile edges (bins − 1 of them). A probe whose score is −inf (an empty completion, by confidence) has
-    difficulty +inf: it stands above the largest finite value here, so interpolation never meets inf − inf, and such
-    prompts land in the hardest bin, at planning and when a plan is applied."""
+    difficulty +inf: it counts as the largest finite value here, so interpolation never meets inf − inf and no edge
+    lies beyond the values seen; such prompts land in the hardest bin, at planning and when a plan is applied."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
-    top = finite.max() + 1.0 if finite.size else 0.0
+    top = finite.max() if finite.size else 0.0
     return np.quantile(np.where(np.isposinf(values), top, values), np.linspace(0, 1, bins + 1)[1:-1])
 
 

@@ -292,11 +292,25 @@ def write_plan(run: PlanRun, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"plan": folder / "plan.json", "summary": folder / "summary.json", "curve": folder / "curve.png",
              "plot": folder / "coscaling.png"}
-    paths["plan"].write_text(json.dumps(run.result.spec, indent=1))
+    paths["plan"].write_text(json.dumps(_json_safe(run.result.spec), indent=1))
     summary = {k: v for k, v in asdict(run.result).items() if k not in ("assignments",)}
-    paths["summary"].write_text(json.dumps({"plan": summary, "curve": run.curve, "strategies": run.strategies,
-                                            "coscaling": run.coscaling, "best_temperature": run.best_temperature},
-                                           indent=1, default=float))
+    record = {"plan": summary, "curve": run.curve, "strategies": run.strategies, "coscaling": run.coscaling,
+              "best_temperature": run.best_temperature}
+    paths["summary"].write_text(json.dumps(_json_safe(record), indent=1, default=float))
     plot_efficiency_curve(run.curve, paths["curve"])
     plot_coscaling(run.pass_curves, run.coscaling, run.best_temperature, paths["plot"])
     return paths
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float written as the string "inf", "-inf" or "nan": JSON has no infinity,
+    and the hardest bin's difficulty is +inf when a probe scored −inf (an empty completion, by confidence)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return str(float(value))
+    return value
