@@ -14,10 +14,12 @@ cross-validated baseline):
   prompts are easy;
 - a perfect verifier with one probe sample (index 0 at the lowest temperature, charged) that splits the prompts into
   those whose probe was right and the rest, each group with its own stop rule (cap and temperature) on the samples
-  after the probe: the planner's form (difficulty bins from a probe, a strategy per bin) with two bins.
+  after the probe: the planner's form (difficulty bins from a probe, a strategy per bin, probes never the answer)
+  with two bins; and the same where a right probe may also be the answer (a plan that reused its probes).
 
 A stop rule that uniform Best-of-N never matches within the pool's n is counted at uniform's largest cost over its
-spend, a lower bound on its ratio, as planner.py counts such plans (``uniform_never_matches``). Costs are in
+spend, a lower bound on its ratio, as planner.py's bootstrap counts such a resample (its point estimate is then
+None; ``uniform_never_matches``). Costs are in
 sample-equivalents, planner.py's unit (mean generated tokens of one sample at the lowest temperature); the
 single-rule rows charge no probe (a stop rule needs none). Prints a JSON object as its last line.
 """
@@ -56,7 +58,7 @@ def best_ratio(candidates: list[tuple[float, float, dict]], uniform: tuple[dict,
     acc_u, cost_u = uniform
     top_cost = max(cost_u.values())
     feasible = sorted((c for c in candidates if c[1] <= budget + 1e-9), key=lambda c: (c[1], -c[0]))
-    best: dict = {"efficiency_ratio": None}
+    best, best_ratio_exact = {"efficiency_ratio": None}, -np.inf
     reached = -np.inf
     for accuracy, spend, what in feasible:
         if accuracy <= reached:
@@ -65,7 +67,8 @@ def best_ratio(candidates: list[tuple[float, float, dict]], uniform: tuple[dict,
         match, ratio = efficiency(accuracy, spend, acc_u, cost_u)
         never = match is None
         ratio = top_cost / spend if never else ratio
-        if best["efficiency_ratio"] is None or ratio > best["efficiency_ratio"]:
+        if ratio > best_ratio_exact:  # compared exactly; rounded only where written
+            best_ratio_exact = ratio
             best = {"efficiency_ratio": round(float(ratio), 3), "uniform_never_matches": never, **what,
                     "accuracy": round(float(accuracy), 4), "spend": round(float(spend), 3),
                     "uniform_budget_to_match": None if never else round(float(match), 3)}
@@ -83,8 +86,10 @@ def single_rules(pools: dict, verifier: str, thresholds: list[float], unit: floa
     return out
 
 
-def probe_split_rules(pools: dict, unit: float) -> list:
-    """Perfect verifier, one charged probe, a stop rule per group (probe right / wrong) on the samples after it."""
+def probe_split_rules(pools: dict, unit: float, keep_probe_answer: bool = False) -> list:
+    """Perfect verifier, one charged probe, a stop rule per group (probe right / wrong) on the samples after it.
+    With ``keep_probe_answer`` the group whose probe was right may also stop there and answer with the probe (what
+    a plan could do if it reused its probes, which eval --plan does not)."""
     low = min(pools)
     probe = pools[low]
     right = probe.rewards[:, 0] == 1
@@ -98,6 +103,8 @@ def probe_split_rules(pools: dict, unit: float) -> list:
             acc += list(values[members].mean(axis=0)) if members.any() else [0.0] * after.n
             cost += list(spent[members].mean(axis=0) / unit) if members.any() else [0.0] * after.n
             what += [f"stop@{c} T={t:g}" for c in range(1, after.n + 1)]
+        if keep_probe_answer and name == "probe_right":
+            acc, cost, what = acc + [1.0], cost + [0.0], what + ["the probe's answer"]
         groups[name] = (np.array(acc), np.array(cost), what)
     share = right.mean()
     (acc_r, cost_r, what_r), (acc_w, cost_w, what_w) = groups["probe_right"], groups["probe_wrong"]
@@ -129,7 +136,9 @@ def main() -> None:
                                      uniform_points(pools, "learned", unit)),
                 "perfect_verifier": (single_rules(pools, "oracle", [1.0], unit),
                                      uniform_points(pools, "oracle", unit)),
-                "perfect_verifier_probe_bins": (probe_split_rules(pools, unit), uniform_points(pools, "oracle", unit))}
+                "perfect_verifier_probe_bins": (probe_split_rules(pools, unit), uniform_points(pools, "oracle", unit)),
+                "perfect_verifier_probe_bins_probe_answer_kept": (
+                    probe_split_rules(pools, unit, keep_probe_answer=True), uniform_points(pools, "oracle", unit))}
     rows = []
     for budget in (float(b) for b in args.curve.split(",")):
         row = {"budget": budget, **{name: best_ratio(c, u, budget) for name, (c, u) in families.items()}}

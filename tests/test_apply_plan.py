@@ -188,6 +188,7 @@ def test_a_bin_no_training_prompt_fell_in_takes_its_nearest_bins_strategy():
     for b in set(range(4)) - set(filled):
         nearest = min(filled, key=lambda f: (abs(f - b), -f))
         assert chosen[b] == chosen[nearest]
-    assert json.loads(json.dumps(_json_safe({"range": [0.5, np.inf], "x": np.float64(-np.inf)}))) == {
-        "range": [0.5, "inf"], "x": "-inf"}
+    assert json.loads(json.dumps(_json_safe({"range": [0.5, np.inf], "x": np.float64(-np.inf), "n": np.int64(3),
+                                             "ok": np.bool_(True)}), allow_nan=False)) == {
+        "range": [0.5, "inf"], "x": "-inf", "n": 3, "ok": True}
 

@@ -100,8 +100,9 @@ def _fit(pb: _Problem, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             acc[b] = pb.values[members].mean(axis=0)
             cost[b] = pb.total[members].mean(axis=0)
     chosen, _ = choose_per_bin(acc, cost, weights, pb.budget)
-    # A bin no training prompt fell in (tied difficulties put edges on top of each other) has nothing to choose by;
-    # a new prompt landing there takes the strategy of the nearest bin that had prompts, the harder one on a tie.
+    # A bin no training prompt fell in (an edge interpolated inside a gap between tied difficulties) has nothing to
+    # choose by; a new prompt landing there takes the strategy of the nearest bin that had prompts, the harder one
+    # on a tie.
     filled = np.flatnonzero(weights > 0)
     for b in np.flatnonzero(weights == 0):
         if filled.size:

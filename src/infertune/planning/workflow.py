@@ -98,8 +98,8 @@ class PlanConfig:
     def __post_init__(self) -> None:
         if self.difficulty not in ("predicted", "oracle"):
             raise ValueError(f"difficulty must be predicted or oracle, got {self.difficulty!r}")
-        if self.budget <= 0 or self.bins < 1 or self.folds < 2:
-            raise ValueError("budget must be > 0, bins >= 1 and folds >= 2")
+        if not 0 < self.budget < float("inf") or self.bins < 1 or self.folds < 2:
+            raise ValueError("budget must be a finite number > 0, bins >= 1 and folds >= 2")
         if self.probe_samples < 0:
             raise ValueError("probe_samples must be at least 0")
         if self.unit not in ("auto", "tokens", "samples"):
@@ -309,7 +309,7 @@ def _json_safe(value):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):
         return _json_safe(value.tolist())
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
         return str(float(value))
