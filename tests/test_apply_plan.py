@@ -170,13 +170,12 @@ def test_an_empty_probe_is_hardest_and_a_nan_score_is_refused_by_name():
 
 
 def test_a_bin_no_training_prompt_fell_in_takes_its_nearest_bins_strategy():
-    """Tied difficulties stack quantile edges; a new prompt landing in the empty bin between them gets the strategy of
-    the nearest bin that had prompts, not an arbitrary one."""
+    """Tied difficulties can put a quantile edge inside a gap no training prompt fills; a new prompt landing in that
+    empty bin gets the strategy of the nearest bin that had prompts (the harder on a tie), not an arbitrary one."""
     from types import SimpleNamespace
 
     from infertune.planning.difficulty import assign_bins
     from infertune.planning.planner import _fit
-    from infertune.planning.workflow import _json_safe
 
     hardness = np.array([0.0] * 6 + [1.0] * 6)
     values = np.array([[1.0, 0.0, 0.5]] * 6 + [[0.0, 1.0, 0.5]] * 6)
@@ -188,6 +187,12 @@ def test_a_bin_no_training_prompt_fell_in_takes_its_nearest_bins_strategy():
     for b in set(range(4)) - set(filled):
         nearest = min(filled, key=lambda f: (abs(f - b), -f))
         assert chosen[b] == chosen[nearest]
+
+
+def test_plan_files_write_non_finite_numbers_as_strings():
+    """JSON has no infinity; the hardest bin's difficulty range reaches +inf when a probe scored −inf."""
+    from infertune.planning.workflow import _json_safe
+
     assert json.loads(json.dumps(_json_safe({"range": [0.5, np.inf], "x": np.float64(-np.inf), "n": np.int64(3),
                                              "ok": np.bool_(True)}), allow_nan=False)) == {
         "range": [0.5, "inf"], "x": "-inf", "n": 3, "ok": True}

@@ -9,7 +9,6 @@ bootstrap interval over prompts. No files, no printing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -86,20 +85,13 @@ def per_prompt_curves(samples: ScoredSamples, config: EvalConfig | None = None,
             curve = entry.curve(samples.rewards, samples.answers, samples.scores.get(verifier) if verifier else None,
                                 aggregate=config.weighted_aggregate, mc_samples=config.mc_samples, seed=config.seed,
                                 method=config.maj_method)
-        except ValueError as exc:  # the estimator counts prompts by position; name the rule and the prompt
-            raise ValueError(f"rule {rule!r}: {_with_prompt_id(str(exc), samples.prompt_ids)}") from exc
+        except ValueError as exc:  # say which rule's inputs were refused
+            raise ValueError(f"rule {rule!r}: {exc}") from exc
         if verifier is not None and compares_samples(verifier) and entry.name != "pass":
             note = "scores computed from all n samples: for k < n the choice sees samples outside the k"
             curve = RuleCurve(curve.values, curve.stderr, curve.exact, "; ".join(filter(None, [curve.note, note])))
         out[rule] = curve
     return out
-
-
-def _with_prompt_id(message: str, prompt_ids: list[str]) -> str:
-    found = re.search(r"at prompt (\d+), sample", message)
-    if found is None or int(found.group(1)) >= len(prompt_ids):
-        return message
-    return message.replace(found.group(0), f"at prompt {prompt_ids[int(found.group(1))]!r}, sample", 1)
 
 
 def stop_rule_curves(samples: ScoredSamples, verifier: str, threshold: float,

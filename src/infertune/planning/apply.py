@@ -188,8 +188,8 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
         accuracy, row, generated, *drawn = outcome[pid]
         tokens = generated + probe_tokens[pid]
         samples = (drawn[0] if drawn else s.n) + m
-        # A probe's −inf score makes its difficulty +inf, written as null (JSON has no infinity).
-        results.append({"prompt_id": pid, "difficulty": float(h) if np.isfinite(h) else None,
+        # A probe's −inf score makes its difficulty +inf, written "inf" as plan.json writes it (JSON has no infinity).
+        results.append({"prompt_id": pid, "difficulty": float(h) if np.isfinite(h) else str(float(h)),
                         "strategy": s.label(), "method": s.method,
                         "samples": samples, "tokens": int(tokens), "cost": tokens / plan.unit_size
                         if plan.unit == "tokens" else samples, "accuracy": accuracy, "answer": row.get("answer"),
