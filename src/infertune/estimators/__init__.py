@@ -5,6 +5,7 @@ Inputs are arrays of shape [prompts, n]; point functions return per-prompt value
 """
 
 from infertune.estimators.bootstrap import Interval, bootstrap_mean
+from infertune.estimators.forced import bon_curve_forced, stop_curves_forced
 from infertune.estimators.method_level import method_difference, method_interval
 from infertune.estimators.inputs import EncodedAnswers, encode_answers
 from infertune.estimators.ranked import bon_at_k, bon_curve, pass_at_k, pass_curve, rank_weights
@@ -17,6 +18,7 @@ __all__ = [
     "Interval",
     "bon_at_k",
     "bon_curve",
+    "bon_curve_forced",
     "bootstrap_mean",
     "encode_answers",
     "maj_at_k",
@@ -27,6 +29,7 @@ __all__ = [
     "pass_curve",
     "rank_weights",
     "stop_curves",
+    "stop_curves_forced",
     "weighted_maj_at_k",
     "weighted_maj_curve",
 ]
