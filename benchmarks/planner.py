@@ -53,6 +53,9 @@ def main() -> None:
                              "0: one bin, no probes).")
     parser.add_argument("--stop-rule", action=argparse.BooleanOptionalAction, default=True,
                         help="Value Best-of-N with a verifier stop rule (plan --stop-rule).")
+    parser.add_argument("--keep-probes", action=argparse.BooleanOptionalAction, default=True,
+                        help="Offer Best-of-N and its stop rule keeping the probes as candidates (plan "
+                             "--keep-probes).")
     parser.add_argument("--stop-quantiles", default="0.5,0.75,0.9,0.95,0.98")
     parser.add_argument("--stop-caps", default="2,4,8,16,32,64")
     parser.add_argument("--search-budgets", default="4,8,16,32,64")
@@ -100,7 +103,7 @@ def main() -> None:
     sampled = time.perf_counter() - started
     config = PlanConfig(budget=args.budget, curve=[float(b) for b in args.curve.split(",")], verifier="learned",
                         probe_samples=args.probe_samples, prm=None if args.no_search else str(prm),
-                        stop_rule=args.stop_rule, stop_quantiles=[float(q) for q in args.stop_quantiles.split(",")],
+                        stop_rule=args.stop_rule, keep_probes=args.keep_probes, stop_quantiles=[float(q) for q in args.stop_quantiles.split(",")],
                         stop_caps=[int(c) for c in args.stop_caps.split(",")],
                         search_budgets=[int(b) for b in args.search_budgets.split(",")], width=4, lookahead=1,
                         lookahead_budgets=[int(b) for b in args.lookahead_budgets.split(",") if b],
@@ -142,6 +145,7 @@ def main() -> None:
                                   "valued on; context only",
         "unit": r.unit, "tokens_per_sample_equivalent": round(r.unit_size, 3),
         "strategies": result.strategies, "probe_samples": args.probe_samples, "stop_rule": args.stop_rule,
+        "keep_probes": args.keep_probes,
         "stop_quantiles": args.stop_quantiles, "stop_caps": args.stop_caps,
         "orm_auc": round(quality["orm"]["auc"], 3), "prm_auc_by_step": quality["prm"]["auc_by_step"],
         "prm_aggregate_auc": quality["prm"]["aggregate_auc"], "commit": commit(), "split": args.split,

@@ -2,9 +2,10 @@
 
 Per prompt: draw the plan's m probe samples, score them with its verifier, compute the predicted difficulty exactly
 as ``plan`` did (1 − mean probe score, agreement recomputed among the probes), look up the prompt's bin, and run the
-bin's strategy: parallel (draw N samples at indices m .. m + N − 1, never reusing a probe, and select one by the
-rule), Best-of-N with a stop rule (draw from index m on, one sample per round, until one scores at least the
-threshold or N are drawn), beam search or lookahead against the plan's PRM, or revision chains with the plan's
+bin's strategy: parallel (draw N samples at indices m .. m + N − 1 and select one by the rule; a strategy that keeps
+its probes selects among the probes and those N), Best-of-N with a stop rule (draw from index m on, one sample per
+round, until one scores at least the threshold or N are drawn; one that keeps its probes stops at once if a probe
+reaches the threshold, and answers with the best of probes and draws), beam search or lookahead against the plan's PRM, or revision chains with the plan's
 revision model (each into a store under RUN/strategies/, seeded apart from the probes). A plan that the guard made
 uniform, or one made without probes, has no probes and one bin. ``apply_plan`` is the edge that samples, scores
 (through the callables it is given) and writes.
@@ -27,7 +28,7 @@ from infertune.planning.strategies import ChainLayout, Strategy
 from infertune.registry import Registry
 from infertune.verify import canonical_spec, compares_samples
 
-FORMATS = ("infertune-plan/1", "infertune-plan/2", PLAN_FORMAT)
+FORMATS = ("infertune-plan/1", "infertune-plan/2", "infertune-plan/3", PLAN_FORMAT)
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,21 @@ def load_plan(path: str | Path) -> TestTimePlan:
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not np.isfinite(threshold)):
             raise ValueError(f"{where}: 'threshold' should be a finite number, got {threshold!r}")
+        keeps = s.get("keeps_probes", False)
+        if not isinstance(keeps, bool):
+            raise ValueError(f"{where}: 'keeps_probes' should be true or false, got {keeps!r}")
         try:
             strategy = Strategy(float(s["temperature"]), str(s["rule"]), int(s["n"]), str(s.get("method", "parallel")),
                                 int(s.get("width", 0)), int(s.get("lookahead", 0)), int(s.get("chains", 0)),
-                                None if threshold is None else float(threshold))
+                                None if threshold is None else float(threshold), keeps)
         except KeyError as exc:
             raise ValueError(f"{where} needs temperature, rule and n, got {s!r}") from exc
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{where} is not a valid strategy ({exc}): {s!r}") from exc
-        if strategy.rule == "pass" or strategy.n < 1:
+        if strategy.rule == "pass":
             raise ValueError(f"{where} is not a usable strategy: {s!r}")
+        if strategy.keeps_probes and not probe_m:
+            raise ValueError(f"{where} keeps probes, but the plan draws none")
         if strategy.method == "sequential" and compares_samples(strategy.rule.split(":", 1)[1]):
             raise ValueError(f"{where}: a stop rule needs a verifier that scores each sample on its own, not "
                              f"{strategy.rule.split(':', 1)[1]!r} (its scores change as samples arrive)")
@@ -168,15 +174,15 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
         task = config.load_task()
         problems = task.problems()[: config.limit] if config.limit else task.problems()
         ids = sorted(p.id for p in problems)
-        hardness, probe_tokens = np.zeros(len(ids)), {pid: 0 for pid in ids}
+        hardness, probe_tokens, probes = np.zeros(len(ids)), {pid: 0 for pid in ids}, {}
     chosen = dict(zip(ids, plan.strategy_for(hardness)))
     outcome = {}
     parallel = {pid: s for pid, s in chosen.items() if s.method == "parallel"}
     if parallel:
-        outcome.update(_apply_parallel(config, plan, parallel, store, task, sample, score, log))
+        outcome.update(_apply_parallel(config, plan, parallel, store, task, sample, score, log, probes))
     stopping = {pid: s for pid, s in chosen.items() if s.method == "sequential"}
     if stopping:
-        outcome.update(_apply_sequential(config, plan, stopping, store, task, sample, score, log))
+        outcome.update(_apply_sequential(config, plan, stopping, store, task, sample, score, log, probes))
     others = {pid: s for pid, s in chosen.items() if s.method not in ("parallel", "sequential")}
     if others:
         if open_policy is None:
@@ -213,35 +219,50 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
     return summary
 
 
-def _apply_parallel(config, plan: TestTimePlan, chosen: dict, store, task, sample, score, log) -> dict:
+def _apply_parallel(config, plan: TestTimePlan, chosen: dict, store, task, sample, score, log,
+                    probes: dict[str, list[dict]]) -> dict:
     groups: dict[tuple[float, int], list[str]] = defaultdict(list)
     for pid, s in chosen.items():
-        groups[(s.temperature, s.n)].append(pid)
+        if s.n:
+            groups[(s.temperature, s.n)].append(pid)
     m = plan.probe_samples
     for (temperature, n), members in sorted(groups.items()):
         log(f"sampling N={n} at T={temperature:g} for {len(members)} prompts (sample indices {m}..{m + n - 1})")
         sample(replace(config, n=m + n, temperatures=[temperature]), only=set(members), first_index=m)
-    score()
-    by_temperature = {t: _rows(store, task.name, t) for t in {s.temperature for s in chosen.values()}}
+    if groups:
+        score()
+    by_temperature = {t: _rows(store, task.name, t) for t in {s.temperature for s in chosen.values() if s.n}}
     out = {}
     for pid, s in chosen.items():
-        rows = [row for row in by_temperature[s.temperature][pid] if m <= row["sample_index"] < m + s.n]
+        rows = [row for row in by_temperature[s.temperature][pid] if m <= row["sample_index"] < m + s.n] if s.n else []
         if len(rows) < s.n:
             raise ValueError(f"{store.path}: prompt {pid} has {len(rows)} samples with indices {m}..{m + s.n - 1} "
                              f"at T={s.temperature}, not {s.n}")
-        accuracy, pick = _select(s.rule, rows)
-        out[pid] = (accuracy, rows[pick], sum(r["num_tokens"] or 0 for r in rows))
+        candidates = probes[pid][:m] + rows if s.keeps_probes else rows
+        accuracy, pick = _select(s.rule, candidates)
+        out[pid] = (accuracy, candidates[pick], sum(r["num_tokens"] or 0 for r in rows))
     return out
 
 
-def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sample, score, log) -> dict:
+def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sample, score, log,
+                      probes: dict[str, list[dict]]) -> dict:
     """Best-of-N with a stop rule, drawn as it would be served: in round i every prompt still open draws its sample
     at index m + i; a prompt closes when that sample's verifier score reaches its strategy's threshold, or after N
-    samples, and answers with the best-scored sample it drew. Each prompt is charged for the samples it drew."""
+    samples, and answers with the best-scored sample it drew. A strategy that keeps its probes closes before the
+    first round if a probe reaches the threshold, and counts the probes among the samples it drew. Each prompt is
+    charged for the fresh samples it drew."""
     m = plan.probe_samples
     open_ = dict(chosen)
     out = {}
-    for i in range(max(s.n for s in chosen.values())):
+    for pid, s in chosen.items():
+        if s.keeps_probes:
+            kept = probes[pid][:m]
+            verifier = s.rule.split(":", 1)[1]
+            if max(_score(row, verifier) for row in kept) >= s.threshold:
+                accuracy, pick = _select(s.rule, kept)
+                out[pid] = (accuracy, kept[pick], 0, 0)
+                del open_[pid]
+    for i in range(max((s.n for s in open_.values()), default=0)):
         by_temperature: dict[float, set[str]] = defaultdict(set)
         for pid, s in open_.items():
             by_temperature[s.temperature].add(pid)
@@ -257,8 +278,9 @@ def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sam
                                  f"at T={s.temperature}, not {i + 1}")
             verifier = s.rule.split(":", 1)[1]
             if _score(drawn[-1], verifier) >= s.threshold or i + 1 == s.n:
-                accuracy, pick = _select(s.rule, drawn)
-                out[pid] = (accuracy, drawn[pick], sum(r["num_tokens"] or 0 for r in drawn), i + 1)
+                candidates = probes[pid][:m] + drawn if s.keeps_probes else drawn
+                accuracy, pick = _select(s.rule, candidates)
+                out[pid] = (accuracy, candidates[pick], sum(r["num_tokens"] or 0 for r in drawn), i + 1)
                 del open_[pid]
         if not open_:
             break

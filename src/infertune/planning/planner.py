@@ -30,7 +30,7 @@ from infertune.planning.efficiency import beats_uniform, budget_to_match, effici
 from infertune.planning.knapsack import choose_per_bin
 from infertune.planning.strategies import Strategy, StrategyTable
 
-PLAN_FORMAT = "infertune-plan/3"  # /3: stop-rule strategies (a threshold), plans without probes
+PLAN_FORMAT = "infertune-plan/4"  # /3: stop rules (a threshold), plans without probes; /4: strategies keeping probes
 
 
 @dataclass
@@ -81,7 +81,7 @@ class _Problem:
 def _uniform_candidates(table: StrategyTable) -> list[int]:
     """Parallel Best-of-N strategies (any verifier and temperature): the uniform baseline picks among these.
     Without a verifier usable for Best-of-N (only agreement), uniform majority vote is the baseline."""
-    parallel = [i for i, s in enumerate(table.strategies) if s.method == "parallel"]
+    parallel = [i for i, s in enumerate(table.strategies) if s.method == "parallel" and not s.keeps_probes]
     bon = [i for i in parallel if table.strategies[i].rule.startswith("bon:")]
     return bon or [i for i in parallel if table.strategies[i].rule == "maj"]
 

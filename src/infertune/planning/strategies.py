@@ -18,9 +18,13 @@ Five methods (``Strategy.method``):
   and the best chain wins, which is Best-of-N over all C·L attempts when scores do not tie; by majority: each
   chain votes with its last attempt).
 
-With predicted difficulty a prompt's first m samples are its probes: they decide its bin. Every strategy is valued on
-samples independent of them: parallel ones on samples m .. n − 1 (applying a plan draws the bin's N samples at
-indices m .. m + N − 1, never reusing a probe), search and revisions on runs seeded apart from the pool.
+With predicted difficulty a prompt's first m samples are its probes: they decide its bin. Every strategy draws
+fresh samples independent of them: parallel ones are valued on samples m .. n − 1 (applying a plan draws the bin's
+N samples at indices m .. m + N − 1), search and revisions on runs seeded apart from the pool. Best-of-N and its
+stop rule also come in a variant that keeps the probes as candidates (``keeps_probes``; ``estimators.forced``):
+Best-of-(m + N) over the probes and N fresh samples for the cost of N, valued conditionally on the prompt's own
+probes, N = 0 answering with the best probe; the stop rule looks at the probes first. Other rules (majority votes,
+search, revisions) never reuse a probe.
 
 Costs are per prompt in the table's unit: ``tokens`` (generated tokens, plus the context a revision re-reads), or
 ``samples`` where a run does not record tokens (then only parallel strategies exist and N samples cost N). Probes
@@ -49,6 +53,7 @@ class Strategy:
     lookahead: int = 0  # lookahead: k rollout steps
     chains: int = 0  # revise: C chains of n / C attempts
     threshold: float | None = None  # sequential: stop at the first sample whose verifier score is at least this
+    keeps_probes: bool = False  # Best-of-N or its stop rule over the prompt's probes and n fresh samples
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -60,6 +65,12 @@ class Strategy:
                              f"got {self.rule!r}")
         if self.method == "revise" and (self.chains < 1 or self.n % self.chains):
             raise ValueError(f"revise needs n a multiple of chains, got n={self.n}, chains={self.chains}")
+        if self.keeps_probes and (self.method not in ("parallel", "sequential") or not self.rule.startswith("bon:")):
+            raise ValueError(f"only Best-of-N and its stop rule keep probes as candidates, not {self.method} "
+                             f"{self.rule!r}")
+        if self.n < (0 if self.keeps_probes else 1):
+            raise ValueError(f"a strategy draws at least one sample (none only when it keeps its probes), got "
+                             f"n={self.n}")
 
     @property
     def attempts(self) -> int:
@@ -67,10 +78,11 @@ class Strategy:
 
     def label(self) -> str:
         t = f"T={self.temperature:g}"
+        n = f"probes+{self.n}" if self.keeps_probes else f"{self.n}"
         if self.method == "parallel":
-            return f"{self.rule}@{self.n} {t}"
+            return f"{self.rule}@{n} {t}"
         if self.method == "sequential":
-            return f"stop>={self.threshold:g} {self.rule}@{self.n} {t}"
+            return f"stop>={self.threshold:g} {self.rule}@{n} {t}"
         if self.method == "revise":
             return f"revise {self.chains}x{self.attempts} {self.rule} {t}"
         k = f" k={self.lookahead}" if self.method == "lookahead" else ""
@@ -180,6 +192,54 @@ def stop_table(samples_by_temperature: dict, *, quantiles: list[float], caps: li
     if not strategies:
         return None
     return StrategyTable(strategies, np.stack(columns, axis=1), list(first.prompt_ids), np.stack(costs, axis=1),
+                         unit, unit_size)
+
+
+def kept_probe_table(samples_by_temperature: dict, probe: tuple[float, int], *, quantiles: list[float],
+                     caps: list[int], unit: str = "tokens", unit_size: float = 1.0) -> StrategyTable | None:
+    """Best-of-N and its stop rule keeping the m probes (the first m samples at the probe temperature) as
+    candidates (``estimators.forced``), for every verifier usable for Best-of-N and temperature: Best-of-(m + N) for
+    N = 0 .. n − m fresh samples from samples m .. n − 1, and the stop rule at the same thresholds as
+    ``stop_table`` (empty ``quantiles``: none) and ``caps``. Costs count the fresh samples only; the
+    planner adds the probes, as for every strategy. None when there is nothing to add."""
+    from infertune.estimators import bon_curve_forced, stop_curves_forced
+    from infertune.planning.sequential import score_thresholds
+    from infertune.store import sample_columns
+
+    probe_t, m = probe
+    temps = sorted(samples_by_temperature)
+    probes = sample_columns(samples_by_temperature[probe_t], 0, m)
+    pools = {t: sample_columns(samples_by_temperature[t], m) for t in temps}
+    names = [v for v in sorted(probes.scores) if not compares_samples(v)]
+    strategies, columns, costs = [], [], []
+    for t in temps:
+        pool = pools[t]
+        if unit == "tokens" and pool.tokens is None:
+            raise ValueError(f"temperature {t}: some samples do not record their token count; use unit samples")
+        charged = pool.tokens.astype(np.float64) if unit == "tokens" else np.ones(pool.rewards.shape)
+        per_sample = charged.mean(axis=1)
+        for name in names:
+            values = bon_curve_forced(pool.scores[name], pool.rewards, probes.scores[name], probes.rewards)
+            for n in range(pool.n + 1):
+                strategies.append(Strategy(float(t), f"bon:{name}", n, keeps_probes=True))
+                columns.append(values[:, n])
+                costs.append(n * per_sample)
+    for name in names if quantiles and caps else []:
+        pooled = np.concatenate([pools[t].scores[name].ravel() for t in temps])
+        for threshold in score_thresholds(pooled, quantiles):
+            for t in temps:
+                pool = pools[t]
+                charged = pool.tokens.astype(np.float64) if unit == "tokens" else np.ones(pool.rewards.shape)
+                values, _, spent = stop_curves_forced(pool.scores[name], pool.rewards, charged, probes.scores[name],
+                                                      probes.rewards, threshold)
+                for cap in sorted({c for c in caps if 1 <= c <= pool.n}):
+                    strategies.append(Strategy(float(t), f"bon:{name}", cap, "sequential", threshold=threshold,
+                                               keeps_probes=True))
+                    columns.append(values[:, cap])
+                    costs.append(spent[:, cap])
+    if not strategies:
+        return None
+    return StrategyTable(strategies, np.stack(columns, axis=1), list(probes.prompt_ids), np.stack(costs, axis=1),
                          unit, unit_size)
 
 

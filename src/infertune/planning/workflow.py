@@ -19,7 +19,7 @@ from infertune.planning.coscaling import best_temperature, coscaling_fit, pass_c
 from infertune.planning.difficulty import default_verifier, difficulty
 from infertune.planning.planner import PLAN_FORMAT, PlanResult, efficiency_curve, plan
 from infertune.planning.strategies import ChainLayout, Strategy, StrategyTable, combine, revision_table, run_table
-from infertune.planning.strategies import stop_table, strategy_table
+from infertune.planning.strategies import kept_probe_table, stop_table, strategy_table
 from infertune.registry import Registry
 from infertune.verify import canonical_spec
 
@@ -68,6 +68,10 @@ class PlanConfig:
     stop_caps: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64], metadata={
         "help": "Caps N of the stop-rule strategies (those within the run's samples per prompt), repeatable."})
     stop_rule: bool = field(default=True, metadata={"help": "Value the stop-rule strategies at all."})
+    keep_probes: bool = field(default=True, metadata={
+        "help": "With probes, also offer Best-of-N and its stop rule keeping the probes as candidates: the probes "
+                "plus N fresh samples for the cost of N (N = 0: answer with the best probe); the stop rule looks "
+                "at the probes first."})
     prm: str | None = field(default=None, metadata={
         "help": "Process reward model folder (infertune prm): adds beam search and lookahead strategies, run on the "
                 "run's prompts with its model."})
@@ -219,6 +223,11 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
                            unit=parallel.unit, unit_size=parallel.unit_size) if config.stop_rule else None)
     if stopping is not None:
         parallel = combine([parallel, stopping])
+    kept = (kept_probe_table(samples, probe, quantiles=config.stop_quantiles if config.stop_rule else [],
+                             caps=config.stop_caps, unit=parallel.unit, unit_size=parallel.unit_size)
+            if probe is not None and config.keep_probes else None)
+    if kept is not None:
+        parallel = combine([parallel, kept])
     ids = parallel.prompt_ids
     spec = store.meta().get("task_spec") or {"name": task_name}
     temperature = (config.strategy_temperature if config.strategy_temperature is not None

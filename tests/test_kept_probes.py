@@ -1,0 +1,147 @@
+"""Plans that keep their probes as candidates: the table's values against the forced-candidate estimators, the
+uniform baseline without them, plan files, and applying them to new prompts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from infertune import planning as planner
+from infertune.estimators import bon_curve_forced, stop_curves_forced
+from infertune.planning import PLAN_FORMAT, Strategy, load_plan
+from infertune.store import SampleStore
+from infertune.synthetic import SyntheticConfig, write_run
+
+
+def test_kept_probe_table_values_the_probes_with_fresh_samples_after_them(tmp_path):
+    write_run(SampleStore(tmp_path), SyntheticConfig(prompts=40, n=10, temperatures=[0.5, 1.0], seed=3))
+    store = SampleStore(tmp_path)
+    samples = {t: store.scored(temperature=t) for t in (0.5, 1.0)}
+    table = planner.kept_probe_table(samples, (0.5, 2), quantiles=[0.5, 0.9], caps=[2, 4, 50], unit="tokens")
+    assert all(s.keeps_probes for s in table.strategies)
+    parallel = [s for s in table.strategies if s.method == "parallel"]
+    assert {s.n for s in parallel} == set(range(9)) and len(parallel) == 2 * 2 * 9  # temperatures x verifiers x N
+    probes, pool = samples[0.5], samples[1.0]
+    j = table.strategies.index(Strategy(1.0, "bon:orm", 3, keeps_probes=True))
+    expected = bon_curve_forced(pool.scores["orm"][:, 2:], pool.rewards[:, 2:], probes.scores["orm"][:, :2],
+                                probes.rewards[:, :2])
+    np.testing.assert_allclose(table.values[:, j], expected[:, 3])
+    np.testing.assert_allclose(table.costs[:, j], 3 * pool.tokens[:, 2:].mean(axis=1))
+    assert np.all(table.costs[:, table.strategies.index(Strategy(1.0, "bon:orm", 0, keeps_probes=True))] == 0)
+    k = next(i for i, s in enumerate(table.strategies) if s.method == "sequential" and s.temperature == 1.0
+             and s.rule == "bon:orm" and s.n == 4)
+    values, _, spent = stop_curves_forced(pool.scores["orm"][:, 2:], pool.rewards[:, 2:], pool.tokens[:, 2:],
+                                          probes.scores["orm"][:, :2], probes.rewards[:, :2],
+                                          table.strategies[k].threshold)
+    np.testing.assert_allclose(table.values[:, k], values[:, 4])
+    np.testing.assert_allclose(table.costs[:, k], spent[:, 4])
+    assert {s.n for s in table.strategies if s.method == "sequential"} == {2, 4}
+    assert not any(s.method == "sequential" for s in
+                   planner.kept_probe_table(samples, (0.5, 2), quantiles=[], caps=[2]).strategies)
+
+
+def test_the_uniform_baseline_never_keeps_probes_and_plans_may(tmp_path):
+    from infertune.planning import PlanConfig, plan_run, write_plan
+    from infertune.planning.planner import _uniform_candidates
+
+    write_run(SampleStore(tmp_path), SyntheticConfig(prompts=100, n=16, temperatures=[0.5, 1.0], seed=4))
+    config = PlanConfig(budget=4, curve=[], probe_samples=1, verifier="orm", bootstrap=0, guard=False, folds=4,
+                        bins=2)
+    samples = {t: SampleStore(tmp_path).scored(temperature=t) for t in (0.5, 1.0)}
+    table = planner.combine([planner.strategy_table(samples, skip=1),
+                             planner.kept_probe_table(samples, (0.5, 1), quantiles=[0.5], caps=[4], unit="tokens")])
+    assert not any(table.strategies[i].keeps_probes for i in _uniform_candidates(table))
+    run = plan_run(SampleStore(tmp_path), config)
+    paths = write_plan(run, tmp_path / "plan")
+    loaded = load_plan(paths["plan"])
+    assert [s.keeps_probes for s in loaded.strategies] == [s["keeps_probes"] for s in run.result.spec["strategies"]]
+    off = plan_run(SampleStore(tmp_path), PlanConfig(**{**config.__dict__, "keep_probes": False}))
+    assert not any("probes+" in b["label"] for b in off.result.per_bin)
+    # Best-of-N keeping the probe at N = 0 .. 15 fresh samples, per temperature and verifier.
+    assert run.strategies["parallel"]["strategies"] == off.strategies["parallel"]["strategies"] + 2 * 2 * 16
+
+
+def test_plan_files_with_kept_probes_are_checked(tmp_path):
+    def written(probe_samples, **strategy):
+        raw = {"format": PLAN_FORMAT, "difficulty": "predicted" if probe_samples else "none", "verifier": "orm",
+               "budget": 4, "bin_edges": [], "task": "arith",
+               "strategies": [{"temperature": 1.0, "rule": "bon:orm", "n": 0, **strategy}]}
+        if probe_samples:
+            raw["probe"] = {"temperature": 1.0, "samples": probe_samples}
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(raw))
+        return path
+
+    assert load_plan(written(1, keeps_probes=True)).strategies[0] == Strategy(1.0, "bon:orm", 0, keeps_probes=True)
+    with pytest.raises(ValueError, match=r"'strategies'\[0\] keeps probes, but the plan draws none"):
+        load_plan(written(0, keeps_probes=True))
+    with pytest.raises(ValueError, match=r"'keeps_probes' should be true or false, got 'yes'"):
+        load_plan(written(1, keeps_probes="yes"))
+    with pytest.raises(ValueError, match="at least one sample"):
+        load_plan(written(1))  # n = 0 without the probes draws nothing
+    with pytest.raises(ValueError, match="only Best-of-N and its stop rule keep probes"):
+        Strategy(1.0, "maj", 4, keeps_probes=True)
+
+
+def _apply(tmp_path, strategy: dict):
+    from typer.testing import CliRunner
+
+    from infertune.cli import app
+
+    raw = {"format": PLAN_FORMAT, "difficulty": "predicted", "verifier": "confidence", "budget": 4,
+           "probe": {"temperature": 0.5, "samples": 1}, "bin_edges": [], "strategies": [strategy], "task": "arith",
+           "components": {"verifier_specs": {"confidence": "confidence=tiny"}}}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(raw))
+    out = tmp_path / "run"
+    args = ["eval", "--task", "arith", "--task-option", "size=30", "--model", "tiny", "--limit", "10",
+            "--max-new-tokens", "8", "--out", str(out), "--plan", str(path), "--verifier", "confidence=tiny"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    results = {r["prompt_id"]: r for r in map(json.loads, (out / "applied-plan" / "results.jsonl").open())}
+    rows: dict = {}
+    for row in sorted(SampleStore(out).read().to_pylist(), key=lambda row: row["sample_index"]):
+        rows.setdefault(row["prompt_id"], []).append(row)
+    return results, rows
+
+
+def _best(rows):
+    best = max(row["score_confidence"] for row in rows)
+    return np.mean([row["reward"] for row in rows if row["score_confidence"] == best])
+
+
+def test_eval_plan_answers_from_the_probe_alone_or_with_fresh_samples(tmp_path):
+    """N = 0 draws nothing after the probe and answers with it; N = 2 selects among the probe and two fresh
+    samples, and is charged for all three."""
+    results, rows = _apply(tmp_path / "zero", {"temperature": 0.5, "rule": "bon:confidence", "n": 0,
+                                               "keeps_probes": True})
+    for pid, r in results.items():
+        assert [row["sample_index"] for row in rows[pid]] == [0]
+        assert r["samples"] == 1 and r["tokens"] == rows[pid][0]["num_tokens"]
+        assert r["accuracy"] == rows[pid][0]["reward"]
+    results, rows = _apply(tmp_path / "two", {"temperature": 0.5, "rule": "bon:confidence", "n": 2,
+                                              "keeps_probes": True})
+    for pid, r in results.items():
+        assert [row["sample_index"] for row in rows[pid]] == [0, 1, 2]
+        assert r["samples"] == 3 and r["tokens"] == sum(row["num_tokens"] for row in rows[pid])
+        assert r["accuracy"] == pytest.approx(_best(rows[pid]))
+
+
+def test_eval_plan_stop_rule_stops_at_a_probe_that_reaches_the_threshold(tmp_path):
+    threshold, cap = -4.5, 3  # about the median mean log-probability of the untrained tiny model's samples
+    results, rows = _apply(tmp_path, {"temperature": 0.5, "rule": "bon:confidence", "n": cap, "method": "sequential",
+                                      "threshold": threshold, "keeps_probes": True})
+    stopped_at_probe = 0
+    for pid, r in results.items():
+        probe, fresh = rows[pid][0], rows[pid][1:]
+        if probe["score_confidence"] >= threshold:
+            stopped_at_probe += 1
+            assert fresh == [] and r["accuracy"] == probe["reward"] and r["samples"] == 1
+            continue
+        reached = [i for i, row in enumerate(fresh) if row["score_confidence"] >= threshold]
+        assert len(fresh) == (min(reached[0] + 1, cap) if reached else cap) and r["samples"] == len(fresh) + 1
+        assert r["accuracy"] == pytest.approx(_best(rows[pid]))
+    assert 0 < stopped_at_probe < len(results), "every prompt or none stopped at its probe: the test shows nothing"
