@@ -103,7 +103,8 @@ def main() -> None:
     sampled = time.perf_counter() - started
     config = PlanConfig(budget=args.budget, curve=[float(b) for b in args.curve.split(",")], verifier="learned",
                         probe_samples=args.probe_samples, prm=None if args.no_search else str(prm),
-                        stop_rule=args.stop_rule, keep_probes=args.keep_probes, stop_quantiles=[float(q) for q in args.stop_quantiles.split(",")],
+                        stop_rule=args.stop_rule, keep_probes=args.keep_probes,
+                        stop_quantiles=[float(q) for q in args.stop_quantiles.split(",")],
                         stop_caps=[int(c) for c in args.stop_caps.split(",")],
                         search_budgets=[int(b) for b in args.search_budgets.split(",")], width=4, lookahead=1,
                         lookahead_budgets=[int(b) for b in args.lookahead_budgets.split(",") if b],

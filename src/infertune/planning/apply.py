@@ -5,10 +5,10 @@ as ``plan`` did (1 − mean probe score, agreement recomputed among the probes),
 bin's strategy: parallel (draw N samples at indices m .. m + N − 1 and select one by the rule; a strategy that keeps
 its probes selects among the probes and those N), Best-of-N with a stop rule (draw from index m on, one sample per
 round, until one scores at least the threshold or N are drawn; one that keeps its probes stops at once if a probe
-reaches the threshold, and answers with the best of probes and draws), beam search or lookahead against the plan's PRM, or revision chains with the plan's
-revision model (each into a store under RUN/strategies/, seeded apart from the probes). A plan that the guard made
-uniform, or one made without probes, has no probes and one bin. ``apply_plan`` is the edge that samples, scores
-(through the callables it is given) and writes.
+reaches the threshold, and answers with the best of probes and draws), beam search or lookahead against the plan's
+PRM, or revision chains with the plan's revision model (each into a store under RUN/strategies/, seeded apart from
+the probes). A plan that the guard made uniform, or one made without probes, has no probes and one bin.
+``apply_plan`` is the edge that samples, scores (through the callables it is given) and writes.
 """
 
 from __future__ import annotations
