@@ -89,7 +89,7 @@ def single_rules(pools: dict, verifier: str, thresholds: list[float], unit: floa
 def probe_split_rules(pools: dict, unit: float, keep_probe_answer: bool = False) -> list:
     """Perfect verifier, one charged probe, a stop rule per group (probe right / wrong) on the samples after it.
     With ``keep_probe_answer`` the group whose probe was right may also stop there and answer with the probe (what
-    a plan could do if it reused its probes, which eval --plan does not)."""
+    a plan that keeps its probes as candidates can do; plans did not before af9ac93)."""
     low = min(pools)
     probe = pools[low]
     right = probe.rewards[:, 0] == 1

@@ -89,3 +89,21 @@ def test_forced_inputs_are_checked():
         bon_curve_forced(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros((2, 1)), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="forced_scores: non-finite value nan"):
         bon_curve_forced(np.zeros((1, 3)), np.zeros((1, 3)), [[np.nan]], [[0.0]])
+
+
+def test_forced_curves_of_several_prompts_equal_each_prompt_alone():
+    """The batch-wide parts (the raised top score, the loop over tie counts) give each prompt what it gets alone."""
+    rng = np.random.default_rng(1)
+    scores = rng.choice([-np.inf, 0.0, 1.0, 2.0], size=(6, 5))
+    rewards = rng.choice([0.0, 1.0], size=(6, 5))
+    tokens = rng.integers(1, 5, size=(6, 5)).astype(float)
+    forced_s, forced_r = rng.choice([-np.inf, 0.0, 1.0, 3.0], size=(6, 2)), rng.choice([0.0, 1.0], size=(6, 2))
+    forced_s[0] = [5.0, 5.0]  # one prompt's probes above every score of every prompt
+    together = bon_curve_forced(scores, rewards, forced_s, forced_r)
+    stops = stop_curves_forced(scores, rewards, tokens, forced_s, forced_r, 1.0)
+    for p in range(6):
+        alone = bon_curve_forced(scores[p:p + 1], rewards[p:p + 1], forced_s[p:p + 1], forced_r[p:p + 1])
+        np.testing.assert_allclose(together[p], alone[0])
+        for batch, single in zip(stops, stop_curves_forced(scores[p:p + 1], rewards[p:p + 1], tokens[p:p + 1],
+                                                           forced_s[p:p + 1], forced_r[p:p + 1], 1.0)):
+            np.testing.assert_allclose(batch[p], single[0])

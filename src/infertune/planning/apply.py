@@ -130,6 +130,8 @@ def load_plan(path: str | Path) -> TestTimePlan:
             raise ValueError(f"{where} is not a usable strategy: {s!r}")
         if strategy.keeps_probes and not probe_m:
             raise ValueError(f"{where} keeps probes, but the plan draws none")
+        if strategy.keeps_probes and raw["format"] != PLAN_FORMAT:
+            raise ValueError(f"{where} keeps probes, which format {raw['format']!r} does not have")
         if strategy.method == "sequential" and compares_samples(strategy.rule.split(":", 1)[1]):
             raise ValueError(f"{where}: a stop rule needs a verifier that scores each sample on its own, not "
                              f"{strategy.rule.split(':', 1)[1]!r} (its scores change as samples arrive)")
@@ -166,7 +168,9 @@ def apply_plan(config: Any, plan: TestTimePlan, *, sample: Callable, score: Call
         log(f"probing: {m} samples per prompt at T={plan.probe_temperature:g}")
         task = sample(replace(config, n=m, temperatures=[plan.probe_temperature]), only=None, first_index=0)
         score()
-        probes = _rows(store, task.name, plan.probe_temperature)
+        # The probes are sample indices 0 .. m − 1 at the probe temperature (a resumed run may hold more there).
+        probes = {pid: [row for row in rows if row["sample_index"] < m]
+                  for pid, rows in _rows(store, task.name, plan.probe_temperature).items()}
         ids = sorted(probes)
         hardness = np.array([_probe_hardness(plan, probes[pid][:m]) for pid in ids])
         probe_tokens = {pid: sum(r["num_tokens"] or 0 for r in probes[pid][:m]) for pid in ids}

@@ -68,8 +68,8 @@ class Strategy:
         if self.keeps_probes and (self.method not in ("parallel", "sequential") or not self.rule.startswith("bon:")):
             raise ValueError(f"only Best-of-N and its stop rule keep probes as candidates, not {self.method} "
                              f"{self.rule!r}")
-        if self.n < (0 if self.keeps_probes else 1):
-            raise ValueError(f"a strategy draws at least one sample (none only when it keeps its probes), got "
+        if self.n < (0 if self.keeps_probes and self.method == "parallel" else 1):
+            raise ValueError(f"a strategy draws at least one sample (none only Best-of-N keeping its probes), got "
                              f"n={self.n}")
 
     @property
@@ -199,7 +199,8 @@ def kept_probe_table(samples_by_temperature: dict, probe: tuple[float, int], *, 
                      caps: list[int], unit: str = "tokens", unit_size: float = 1.0) -> StrategyTable | None:
     """Best-of-N and its stop rule keeping the m probes (the first m samples at the probe temperature) as
     candidates (``estimators.forced``), for every verifier usable for Best-of-N and temperature: Best-of-(m + N) for
-    N = 0 .. n − m fresh samples from samples m .. n − 1, and the stop rule at the same thresholds as
+    N = 0 .. n − m fresh samples from samples m .. n − 1 (N = 0 once, at the probe temperature), and the stop rule
+    at the same thresholds as
     ``stop_table`` (empty ``quantiles``: none) and ``caps``. Costs count the fresh samples only; the
     planner adds the probes, as for every strategy. None when there is nothing to add."""
     from infertune.estimators import bon_curve_forced, stop_curves_forced
@@ -208,6 +209,8 @@ def kept_probe_table(samples_by_temperature: dict, probe: tuple[float, int], *, 
 
     probe_t, m = probe
     temps = sorted(samples_by_temperature)
+    if probe_t not in samples_by_temperature:
+        raise ValueError(f"no samples at probe temperature {probe_t}; have {temps}")
     probes = sample_columns(samples_by_temperature[probe_t], 0, m)
     pools = {t: sample_columns(samples_by_temperature[t], m) for t in temps}
     names = [v for v in sorted(probes.scores) if not compares_samples(v)]
@@ -220,7 +223,8 @@ def kept_probe_table(samples_by_temperature: dict, probe: tuple[float, int], *, 
         per_sample = charged.mean(axis=1)
         for name in names:
             values = bon_curve_forced(pool.scores[name], pool.rewards, probes.scores[name], probes.rewards)
-            for n in range(pool.n + 1):
+            # N = 0 (the best probe) draws nothing at any temperature: one column, at the probe temperature.
+            for n in range(0 if t == probe_t else 1, pool.n + 1):
                 strategies.append(Strategy(float(t), f"bon:{name}", n, keeps_probes=True))
                 columns.append(values[:, n])
                 costs.append(n * per_sample)
