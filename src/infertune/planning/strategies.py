@@ -200,9 +200,8 @@ def kept_probe_table(samples_by_temperature: dict, probe: tuple[float, int], *, 
     """Best-of-N and its stop rule keeping the m probes (the first m samples at the probe temperature) as
     candidates (``estimators.forced``), for every verifier usable for Best-of-N and temperature: Best-of-(m + N) for
     N = 0 .. n − m fresh samples from samples m .. n − 1 (N = 0 once, at the probe temperature), and the stop rule
-    at the same thresholds as
-    ``stop_table`` (empty ``quantiles``: none) and ``caps``. Costs count the fresh samples only; the
-    planner adds the probes, as for every strategy. None when there is nothing to add."""
+    at the same thresholds as ``stop_table`` (empty ``quantiles``: none) and ``caps``. Costs count the fresh
+    samples only; the planner adds the probes, as for every strategy. None when there is nothing to add."""
     from infertune.estimators import bon_curve_forced, stop_curves_forced
     from infertune.planning.sequential import score_thresholds
     from infertune.store import sample_columns
