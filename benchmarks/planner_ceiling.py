@@ -14,8 +14,9 @@ cross-validated baseline):
   prompts are easy;
 - a perfect verifier with one probe sample (index 0 at the lowest temperature, charged) that splits the prompts into
   those whose probe was right and the rest, each group with its own stop rule (cap and temperature) on the samples
-  after the probe: the planner's form (difficulty bins from a probe, a strategy per bin, probes never the answer)
-  with two bins; and the same where a right probe may also be the answer (a plan that reused its probes).
+  after the probe: the planner's form as it was until af9ac93 (difficulty bins from a probe, a strategy per bin,
+  probes never the answer) with two bins; and the same where a right probe may also be the answer (as a plan that
+  keeps its probes can do now).
 
 A stop rule that uniform Best-of-N never matches within the pool's n is counted at uniform's largest cost over its
 spend, a lower bound on its ratio, as planner.py's bootstrap counts such a resample (its point estimate is then
