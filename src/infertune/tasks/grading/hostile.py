@@ -599,7 +599,10 @@ class SuiteReport:
                 "seconds": round(self.seconds, 2), "outcomes": [asdict(o) for o in self.outcomes]}
 
 
-SUITE_LIMITS = {"timeout_s": 3.0, "memory_mb": 256}
+# A case with no time limit of its own must run to its end well inside this one; the cases about time set theirs
+# (1 to 2 s). It was 3 s until a loaded 2-core machine, its hypervisor taking most of the CPU time, stopped the
+# remount case (a Python start-up and three mount calls) at 3.96 s; a verdict must not depend on the machine's load.
+SUITE_LIMITS = {"timeout_s": 10.0, "memory_mb": 256}
 
 
 def run_case(case: Case, config: SandboxConfig, repo: Path | None = None) -> Outcome:
