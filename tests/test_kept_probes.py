@@ -14,6 +14,8 @@ from infertune.planning import PLAN_FORMAT, Strategy, load_plan
 from infertune.store import SampleStore
 from infertune.synthetic import SyntheticConfig, write_run
 
+from plan_cli import eval_plan
+
 
 def test_kept_probe_table_values_the_probes_with_fresh_samples_after_them(tmp_path):
     write_run(SampleStore(tmp_path), SyntheticConfig(prompts=40, n=10, temperatures=[0.5, 1.0], seed=3))
@@ -102,23 +104,11 @@ def test_plan_files_with_kept_probes_are_checked(tmp_path):
 
 
 def _apply(tmp_path, strategy: dict, probe: tuple[float, int] = (0.5, 1)):
-    from typer.testing import CliRunner
-
-    from infertune.cli import app
-
     raw = {"format": PLAN_FORMAT, "difficulty": "predicted", "verifier": "confidence", "budget": 4,
            "probe": {"temperature": probe[0], "samples": probe[1]}, "bin_edges": [], "strategies": [strategy],
            "task": "arith",
            "components": {"verifier_specs": {"confidence": "confidence=tiny"}}}
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(raw))
-    out = tmp_path / "run"
-    args = ["eval", "--task", "arith", "--task-option", "size=30", "--model", "tiny", "--limit", "10",
-            "--max-new-tokens", "8", "--out", str(out), "--plan", str(path), "--verifier", "confidence=tiny"]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
-    assert result.exit_code == 0, result.output
-    results = {r["prompt_id"]: r for r in map(json.loads, (out / "applied-plan" / "results.jsonl").open())}
+    results, out = eval_plan(tmp_path, raw)
     rows: dict = {}
     for row in sorted(SampleStore(out).read().to_pylist(), key=lambda row: (row["temperature"] != probe[0],
                                                                             row["sample_index"])):

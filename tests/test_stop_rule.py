@@ -20,6 +20,8 @@ from infertune.planning.sequential import score_thresholds
 from infertune.store import SampleStore
 from infertune.synthetic import SyntheticConfig, write_run
 
+from plan_cli import eval_plan
+
 
 def _enumerate(scores, rewards, tokens, threshold, cap):
     """Mean reward, draws and tokens of the rule over every ordered cap-tuple of distinct samples, each equally
@@ -152,24 +154,13 @@ def test_eval_plan_applies_the_stop_rule_one_round_at_a_time(tmp_path):
     own temperature and stops at the first whose verifier score reaches the threshold, or at N; it is charged for
     the probe and what it drew, answers with the best-scored of the drawn samples (never the probe), and draws
     nothing past its stop."""
-    from typer.testing import CliRunner
-
-    from infertune.cli import app
-
     threshold, cap = -4.5, 4  # about the median mean log-probability of the untrained tiny model's samples at T=0.5
     raw = {"format": PLAN_FORMAT, "difficulty": "predicted", "verifier": "confidence", "budget": 4,
            "probe": {"temperature": 1.0, "samples": 1}, "bin_edges": [100.0],  # every prompt in bin 0
            "strategies": [{"temperature": 0.5, "rule": "bon:confidence", "n": cap, "method": "sequential",
                            "threshold": threshold}, {"temperature": 1.0, "rule": "maj", "n": 2}], "task": "arith",
            "components": {"verifier_specs": {"confidence": "confidence=tiny"}}}
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(raw))
-    out = tmp_path / "run"
-    args = ["eval", "--task", "arith", "--task-option", "size=30", "--model", "tiny", "--limit", "10",
-            "--max-new-tokens", "8", "--out", str(out), "--plan", str(path), "--verifier", "confidence=tiny"]
-    result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
-    assert result.exit_code == 0, result.output
-    results = {r["prompt_id"]: r for r in map(json.loads, (out / "applied-plan" / "results.jsonl").open())}
+    results, out = eval_plan(tmp_path, raw)
     table = SampleStore(out).read().to_pylist()
     stops = set()
     for pid, r in results.items():
