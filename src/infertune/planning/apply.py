@@ -130,7 +130,7 @@ def load_plan(path: str | Path) -> TestTimePlan:
             raise ValueError(f"{where} is not a usable strategy: {s!r}")
         if strategy.keeps_probes and not probe_m:
             raise ValueError(f"{where} keeps probes, but the plan draws none")
-        if strategy.keeps_probes and raw["format"] != PLAN_FORMAT:
+        if strategy.keeps_probes and raw["format"] in FORMATS[:3]:  # /4 brought kept probes
             raise ValueError(f"{where} keeps probes, which format {raw['format']!r} does not have")
         if strategy.method == "sequential" and compares_samples(strategy.rule.split(":", 1)[1]):
             raise ValueError(f"{where}: a stop rule needs a verifier that scores each sample on its own, not "

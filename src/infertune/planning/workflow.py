@@ -244,9 +244,7 @@ def plan_run(store, config: PlanConfig, log=lambda message: None) -> PlanRun:
         s = samples[probe[0]]
         probe_costs = (s.tokens[:, : probe[1]].sum(axis=1).astype(np.float64) if table.unit == "tokens"
                        else np.full(len(ids), float(probe[1])))
-        # Keeping the probes, a plan may answer with them alone, at exactly their cost.
-        if (config.budget * table.unit_size < probe_costs.mean() if config.keep_probes
-                else config.budget * table.unit_size <= probe_costs.mean()):
+        if config.budget * table.unit_size <= probe_costs.mean():
             raise ValueError(f"budget {config.budget:g} leaves nothing beyond the {probe[1]} probe samples predicted "
                              "difficulty draws per prompt (the budget counts them); raise --budget or lower "
                              "--probe-samples")
