@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from infertune import planning as planner
 from infertune.planning import planner as plan_module
+from infertune.planning.knapsack import BudgetTooSmall
 from infertune.planning import Strategy, StrategyTable, choose_per_bin, coscaling_fit, plan
 from infertune.store import SampleStore
 from infertune.synthetic import SyntheticConfig, write_run
@@ -70,13 +71,14 @@ def test_cross_validation_never_fits_on_a_prompts_own_fold(monkeypatch):
     monkeypatch.setattr(plan_module, "_fit", recording_fit)
     folds, inner = 5, 4
     plan(table, hardness, budget=3, folds=folds, seed=7, inner_folds=inner, resamples=0)
+    assert calls[0] == set(range(len(hardness)))  # the saved plan is fitted on everything (first: a budget check)
     fold_of = np.random.default_rng(7).permutation(len(hardness)) % folds
     for f in range(folds):
-        group = calls[f * (inner + 1) : (f + 1) * (inner + 1)]
+        group = calls[1 + f * (inner + 1) : 1 + (f + 1) * (inner + 1)]
         test = set(np.flatnonzero(fold_of == f).tolist())
         assert group[0] | test == set(range(len(hardness))) and not group[0] & test
         assert all(c < group[0] for c in group[1:])  # the guard's inner folds split the fold's training prompts
-    assert calls[-1] == set(range(len(hardness)))  # the saved plan is fitted on everything
+    assert len(calls) == 1 + folds * (inner + 1) + folds  # then the unguarded cross-validation of the saved plan
 
 
 def test_a_prompts_own_values_do_not_change_its_strategy():
@@ -315,11 +317,13 @@ def test_the_ratio_interval_refits_the_whole_plan_on_each_resample(monkeypatch):
     folds, inner, resamples = 5, 4, 3
     result = plan(table, hardness, budget=3, folds=folds, seed=2, inner_folds=inner, resamples=resamples)
     per_cv = folds * (inner + 1)
-    # The cross-validation, one per resample, the unguarded one that decides the saved plan, the final fit.
-    assert len(calls) == per_cv + resamples * per_cv + folds + 1
+    # The saved plan's fit (first: it checks the budget), the cross-validation, one per resample, and the unguarded
+    # one that decides whether the saved plan is uniform.
+    assert len(calls) == 1 + per_cv + resamples * per_cv + folds
+    assert len(calls[0]) == len(hardness)
     resampled = []
     for r in range(resamples):
-        outer = [Counter(train.tolist()) for train in calls[per_cv * (r + 1) : per_cv * (r + 2) : inner + 1]]
+        outer = [Counter(train.tolist()) for train in calls[1 + per_cv * (r + 1) : 1 + per_cv * (r + 2) : inner + 1]]
         # A prompt drawn c times is in folds - 1 training sets with all c copies: total c (folds - 1).
         drawn = {prompt: count // (folds - 1) for prompt, count in sum(outer, Counter()).items()}
         assert max(drawn.values()) > 1  # the resample repeats prompts
@@ -444,3 +448,28 @@ def test_resamples_uniform_never_matches_are_reported_as_bounds():
     words = _efficiency_words(result.efficiency_ratio, result.efficiency_ratio_ci, None, 4, result.adaptive_spend,
                               result.efficiency_ratio_ci_capped)
     assert "does not match it" in words and "-≥" in words
+
+
+def test_a_fold_whose_probes_cost_more_than_the_budget_answers_as_uniform_best_of_n():
+    """Probes counted in tokens cost each prompt something else, so a budget just above their mean can lie below a
+    fold's: that fold has no plan and takes the uniform fallback (no probes), instead of failing the run."""
+    table, hardness = _table(60, seed=3)
+    kept = Strategy(1.0, "bon:v", 0, keeps_probes=True)  # answers with the probe: costs the probe alone
+    table = StrategyTable([*table.strategies, kept], np.column_stack([table.values, table.values[:, 0]]),
+                          table.prompt_ids)
+    probe_costs = np.random.default_rng(3).uniform(0.2, 1.8, len(hardness))
+    budget = float(probe_costs.mean()) + 1e-3  # only the kept probe fits, and not on every fold's training prompts
+    result = plan(table, hardness, budget=budget, bins=1, folds=5, probe=(1.0, 1), probe_costs=probe_costs,
+                  resamples=20, guard=False)
+    fold_of = np.random.default_rng(0).permutation(len(hardness)) % 5
+    over = [f for f in range(5) if probe_costs[fold_of != f].mean() > budget]
+    assert over and result.guard["folds_over_budget"] == len(over) < 5
+    n1 = next(i for i, s in enumerate(table.strategies) if s.n == 1 and not s.keeps_probes)
+    for f in range(5):
+        in_fold = fold_of == f
+        expected = n1 if f in over else len(table.strategies) - 1  # Best-of-1 uniform fallback, else the kept probe
+        assert (result.assignments[in_fold] == expected).all()
+    assert result.spec["strategies"] == [asdict(kept)]  # on every prompt the kept probe fits the budget
+    with pytest.raises(BudgetTooSmall, match=r"budget 0\.5 is below the cheapest strategy "
+                       r"\([0-9.]+ sample-equivalents per prompt on these prompts, [0-9.]+ of them probes\)"):
+        plan(table, hardness, budget=0.5, bins=1, folds=5, probe=(1.0, 1), probe_costs=probe_costs, resamples=0)

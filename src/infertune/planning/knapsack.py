@@ -14,6 +14,10 @@ import numpy as np
 _TOL = 1e-9
 
 
+class BudgetTooSmall(ValueError):
+    """No choice of one strategy per bin fits the budget: even the cheapest costs more on these prompts."""
+
+
 def _frontier(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """Indices of the points that no cheaper-or-equal point matches in accuracy, by increasing cost."""
     order = np.lexsort((-acc, cost))  # by cost, then best accuracy first
@@ -33,7 +37,7 @@ def choose_per_bin(acc: np.ndarray, costs: np.ndarray, weights: np.ndarray,
     weights = np.asarray(weights, dtype=np.float64)
     cheapest = float((weights * costs.min(axis=1)).sum())
     if cheapest > budget * (1 + _TOL) + _TOL:
-        raise ValueError(f"budget {budget:g} is below the cheapest strategy ({cheapest:g} per prompt)")
+        raise BudgetTooSmall(f"budget {budget:g} is below the cheapest strategy ({cheapest:g} per prompt)")
     total_cost = np.zeros(1)
     total_acc = np.zeros(1)
     picks = np.zeros((1, 0), dtype=np.int64)

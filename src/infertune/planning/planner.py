@@ -27,7 +27,7 @@ import numpy as np
 
 from infertune.planning.difficulty import assign_bins, bin_edges
 from infertune.planning.efficiency import beats_uniform, budget_to_match, efficiency, win_share
-from infertune.planning.knapsack import choose_per_bin
+from infertune.planning.knapsack import BudgetTooSmall, choose_per_bin
 from infertune.planning.strategies import Strategy, StrategyTable
 
 PLAN_FORMAT = "infertune-plan/4"  # /3: stop rules (a threshold), plans without probes; /4: strategies keeping probes
@@ -144,6 +144,7 @@ class _Outcome:
     uniform_acc: dict[int, np.ndarray]
     uniform_cost: dict[int, np.ndarray]
     folds_uniform: int
+    folds_over_budget: int = 0  # folds whose training prompts no plan fitted the budget on (uniform Best-of-N used)
 
     def wins(self, confidence: float = 0.0, seed: int = 0, resamples: int = 200) -> bool:
         """Whether the plan beats uniform Best-of-N at its spend: on the mean, and with ``confidence`` > 0 also in
@@ -167,26 +168,34 @@ def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inne
     assignment = np.zeros(len(index), dtype=np.int64)
     uniform_acc: dict[int, np.ndarray] = {}
     uniform_cost: dict[int, np.ndarray] = {}
-    folds_uniform = 0
+    folds_uniform = folds_over_budget = 0
     for f in range(folds):
         train, test_pos = index[fold_of != f], np.flatnonzero(fold_of == f)
         test = index[test_pos]
-        chosen, edges = _fit(pb, train)
-        picks = chosen[assign_bins(pb.hardness[test], edges)]
         inner_seed = seed * 7919 + f + 1
-        inner = _cross_validate(pb, train, inner_folds, inner_seed, None) if inner_folds else None
-        if inner is not None and not inner.wins(pb.guard_confidence, inner_seed):
+        try:
+            chosen, edges = _fit(pb, train)
+        except BudgetTooSmall:
+            # A budget just above the probes' mean cost can lie below what this fold's training prompts' probes
+            # cost (probes counted in tokens differ by prompt): no plan fits there, so the fold answers as the
+            # baseline does rather than failing the whole run.
+            chosen = edges = None
+            folds_over_budget += 1
+        inner = (_cross_validate(pb, train, inner_folds, inner_seed, None)
+                 if inner_folds and chosen is not None else None)
+        if chosen is None or (inner is not None and not inner.wins(pb.guard_confidence, inner_seed)):
             folds_uniform += 1
             picks = np.full(len(test), _uniform_fallback(pb, train))
             spent[test_pos] = pb.plain[test, picks]  # uniform Best-of-N draws no probes
         else:
+            picks = chosen[assign_bins(pb.hardness[test], edges)]
             spent[test_pos] = pb.total[test, picks]
         assignment[test_pos] = picks
         accuracy[test_pos] = pb.values[test, picks]
         for n, best in _uniform_by_n(pb, train).items():
             uniform_acc.setdefault(n, np.zeros(len(index)))[test_pos] = pb.values[test, best]
             uniform_cost.setdefault(n, np.zeros(len(index)))[test_pos] = pb.plain[test, best]
-    return _Outcome(index, accuracy, spent, assignment, uniform_acc, uniform_cost, folds_uniform)
+    return _Outcome(index, accuracy, spent, assignment, uniform_acc, uniform_cost, folds_uniform, folds_over_budget)
 
 
 def _outcome_ratio(outcome: _Outcome) -> tuple[float, bool]:
@@ -249,6 +258,12 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                   np.asarray(hardness, dtype=np.float64), budget * unit, bins, guard_confidence,
                   fallback_se)
     everyone = np.arange(n_prompts)
+    try:  # the saved plan, fitted first: a budget no plan fits on these prompts fails before any cross-validation
+        final_fit = _fit(pb, everyone)
+    except BudgetTooSmall:
+        cheapest, probes = pb.total.mean(axis=0).min() / unit, float(np.mean(probe_costs)) / unit
+        raise BudgetTooSmall(f"budget {budget:g} is below the cheapest strategy ({cheapest:.3g} sample-equivalents "
+                             f"per prompt on these prompts, {probes:.3g} of them probes)") from None
     outcome = _cross_validate(pb, everyone, folds, seed, inner_folds if guard else None)
     adaptive, spend = float(outcome.accuracy.mean()), float(outcome.spent.mean())
     uniform_acc = {n: float(v.mean()) for n, v in outcome.uniform_acc.items()}
@@ -260,7 +275,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
     # The saved plan: the same rule on every prompt (its guard is the unguarded cross-validation over everyone).
     unguarded = _cross_validate(pb, everyone, folds, seed, None) if guard else outcome
     use_uniform = guard and not unguarded.wins(guard_confidence, seed)
-    chosen, edges = _fit(pb, everyone)
+    chosen, edges = final_fit
     if use_uniform:
         chosen, edges = np.array([_uniform_fallback(pb, everyone)]), np.zeros(0)
     all_bins = assign_bins(pb.hardness, edges)
@@ -282,6 +297,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_cost.items()})
     guard_info = {"enabled": guard, "confidence": guard_confidence, "fallback_se": fallback_se,
                   "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
+                  "folds_over_budget": outcome.folds_over_budget,
                   "folds": folds, "unguarded_accuracy": float(unguarded.accuracy.mean()),
                   "unguarded_spend": float(unguarded.spent.mean()) / unit, "unguarded_ratio": unguarded_ratio}
     spec = {"difficulty": "none" if use_uniform else difficulty_kind, "bin_edges": [float(e) for e in edges],
