@@ -47,6 +47,50 @@ def test_selected_accuracy_equals_brute_force(pairs, rule):
     assert 0 <= pick < len(answers)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([None, "1", "2", "3"]), st.sampled_from([0.0, 0.5, 1.0])),
+                min_size=1, max_size=8),
+       st.sampled_from(["bon:v", "maj", "wmaj:v"]), st.integers(0, 2**32 - 1))
+def test_a_pick_breaks_ties_uniformly_so_the_answer_written_is_what_the_value_assumes(pairs, rule, seed):
+    """With a generator the pick is a tied best candidate: for Best-of-N any sample of top score, for votes a sample
+    of a top-weighted answer, each tied answer equally likely; the mean reward of the picks is the value."""
+    answers = [a for a, _ in pairs]
+    scores = [s for _, s in pairs]
+    rewards = [{"1": 1.0}.get(a, 0.0) for a in answers]
+    accuracy, _ = selected_accuracy(rule, rewards, answers, scores)
+    if rule == "bon:v":
+        allowed = {i for i, v in enumerate(scores) if v == max(scores)}
+    else:
+        weight = Counter()
+        for a, v in zip(answers, scores):
+            if a is not None:
+                weight[a] += 1.0 if rule == "maj" else v
+        top = [a for a in weight if weight[a] == max(weight.values())]
+        allowed = {i for i, a in enumerate(answers) if a in top} if weight else set(range(len(answers)))
+    rng = np.random.default_rng(seed)
+    picks = [selected_accuracy(rule, rewards, answers, scores, rng) for _ in range(400)]
+    assert all(value == accuracy for value, _ in picks)
+    assert {i for _, i in picks} == allowed  # every tied candidate can be written, and nothing else
+    assert np.mean([rewards[i] for _, i in picks]) == pytest.approx(accuracy, abs=0.13)  # 5 s.e. of 400 draws
+
+
+def test_a_revision_pick_breaks_ties_among_chains_then_within_one():
+    """By a verifier, chains tied at the top score are equally likely, then the tied attempts within the chain."""
+    from infertune.planning.apply import chain_pick
+
+    def row(score, reward, name):
+        return {"scores": {"v": score}, "reward": reward, "prompt_id": "p", "sample_index": 0, "name": name}
+
+    chains = [[row(0.9, 1.0, "a0"), row(0.9, 0.0, "a1")], [row(0.9, 1.0, "b0"), row(0.2, 0.0, "b1")],
+              [row(0.5, 1.0, "c0")]]
+    accuracy, first = chain_pick("bon:v", chains)
+    assert accuracy == pytest.approx((0.5 + 1.0) / 2) and first["name"] == "a0"
+    rng = np.random.default_rng(0)
+    counts = Counter(chain_pick("bon:v", chains, rng)[1]["name"] for _ in range(4000))
+    assert set(counts) == {"a0", "a1", "b0"}
+    assert counts["b0"] / 4000 == pytest.approx(0.5, abs=0.04) and counts["a0"] / 4000 == pytest.approx(0.25, abs=0.04)
+
+
 def _policy(tmp_path, **overrides):
     raw = {"format": PLAN_FORMAT, "difficulty": "predicted", "verifier": "agreement", "budget": 4,
            "probe": {"temperature": 1.0, "samples": 3}, "bin_edges": [0.5],

@@ -70,15 +70,22 @@ def _wmaj(rewards, answers, scores, *, aggregate="sum", mc_samples=None, seed=0,
     return RuleCurve(est.values, est.stderr, bool(est.exact.all()), note)
 
 
-def _pick_best(rewards: Sequence[float], answers, scores: Sequence[float]) -> tuple[float, int]:
+def _one_of(options: Sequence[int], rng: np.random.Generator | None) -> int:
+    """The first of tied options, or one drawn uniformly with ``rng``: the tie-breaking the values assume."""
+    return int(options[0] if rng is None else options[int(rng.integers(len(options)))])
+
+
+def _pick_best(rewards: Sequence[float], answers, scores: Sequence[float],
+               rng: np.random.Generator | None = None) -> tuple[float, int]:
     r = np.asarray(rewards, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     best = np.flatnonzero(s == s.max())
-    return float(r[best].mean()), int(best[0])
+    return float(r[best].mean()), _one_of(best, rng)
 
 
 def _pick_vote(weighted: bool):
-    def pick(rewards: Sequence[float], answers: Sequence[str | None], scores: Sequence[float] | None):
+    def pick(rewards: Sequence[float], answers: Sequence[str | None], scores: Sequence[float] | None,
+             rng: np.random.Generator | None = None):
         r = np.asarray(rewards, dtype=np.float64)
         weight: dict[str, float] = defaultdict(float)
         members: dict[str, list[int]] = defaultdict(list)
@@ -86,11 +93,12 @@ def _pick_vote(weighted: bool):
             if a is not None:
                 weight[a] += float(scores[i]) if weighted else 1.0
                 members[a].append(i)
-        if not weight:
-            return 0.0, 0
+        if not weight:  # no sample has a parsed answer: any is as good
+            return 0.0, _one_of(range(len(answers)), rng)
         top = max(weight.values())
         tied = [a for a, w in weight.items() if w == top]
-        return float(np.mean([r[members[a]].mean() for a in tied])), members[tied[0]][0]
+        answer = tied[_one_of(range(len(tied)), rng)]
+        return float(np.mean([r[members[a]].mean() for a in tied])), _one_of(members[answer], rng)
 
     return pick
 
@@ -115,10 +123,13 @@ def rule_parts(rule: str) -> tuple[SelectionRule, str | None]:
 
 
 def selected_accuracy(rule: str, rewards: Sequence[float], answers: Sequence[str | None],
-                      scores: Sequence[float] | None = None) -> tuple[float, int]:
+                      scores: Sequence[float] | None = None,
+                      rng: np.random.Generator | None = None) -> tuple[float, int]:
     """(expected reward of the rule's pick over random tie-breaking, index of one pick) for one prompt's N samples.
-    An answer's reward is the mean reward of the samples giving it; no parsed answer scores 0."""
+    An answer's reward is the mean reward of the samples giving it; no parsed answer scores 0. The pick breaks ties
+    at random with ``rng`` (a tied answer, then one of its samples), so that the answer written is distributed as
+    the expectation assumes; without it, the first tied candidate."""
     entry, _ = rule_parts(rule)
     if entry.pick is None:
         raise ValueError(f"selection rule {rule!r} reads the reward and cannot be applied at inference")
-    return entry.pick(rewards, answers, scores)
+    return entry.pick(rewards, answers, scores, rng)

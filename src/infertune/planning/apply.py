@@ -14,6 +14,7 @@ the probes). A plan that the guard made uniform, or one made without probes, has
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -243,7 +244,7 @@ def _apply_parallel(config, plan: TestTimePlan, chosen: dict, store, task, sampl
             raise ValueError(f"{store.path}: prompt {pid} has {len(rows)} samples with indices {m}..{m + s.n - 1} "
                              f"at T={s.temperature}, not {s.n}")
         candidates = probes[pid][:m] + rows if s.keeps_probes else rows
-        accuracy, pick = _select(s.rule, candidates)
+        accuracy, pick = _select(s.rule, candidates, _ties(config.seed, pid))
         out[pid] = (accuracy, candidates[pick], sum(r["num_tokens"] or 0 for r in rows))
     return out
 
@@ -263,7 +264,7 @@ def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sam
             kept = probes[pid][:m]
             verifier = s.rule.split(":", 1)[1]
             if max(_score(row, verifier) for row in kept) >= s.threshold:
-                accuracy, pick = _select(s.rule, kept)
+                accuracy, pick = _select(s.rule, kept, _ties(config.seed, pid))
                 out[pid] = (accuracy, kept[pick], 0, 0)
                 del open_[pid]
     for i in range(max((s.n for s in open_.values()), default=0)):
@@ -283,7 +284,7 @@ def _apply_sequential(config, plan: TestTimePlan, chosen: dict, store, task, sam
             verifier = s.rule.split(":", 1)[1]
             if _score(drawn[-1], verifier) >= s.threshold or i + 1 == s.n:
                 candidates = probes[pid][:m] + drawn if s.keeps_probes else drawn
-                accuracy, pick = _select(s.rule, candidates)
+                accuracy, pick = _select(s.rule, candidates, _ties(config.seed, pid))
                 out[pid] = (accuracy, candidates[pick], sum(r["num_tokens"] or 0 for r in drawn), i + 1)
                 del open_[pid]
         if not open_:
@@ -335,18 +336,20 @@ def _apply_runs(config, plan: TestTimePlan, chosen: dict, task, open_policy, ver
             for pid in members:
                 attempts = rows[pid][: s.n]
                 accuracy, row = chain_pick(s.rule, [attempts[c * s.attempts : (c + 1) * s.attempts]
-                                                    for c in range(s.chains)])
+                                                    for c in range(s.chains)], _ties(config.seed, pid))
                 out[pid] = (accuracy, row, sum(int(r["num_tokens"] or 0) for r in attempts))
     return out
 
 
-def chain_pick(rule: str, chains: list[list[dict]]) -> tuple[float, dict]:
+def chain_pick(rule: str, chains: list[list[dict]],
+               rng: np.random.Generator | None = None) -> tuple[float, dict]:
     """The answer a revision strategy gives from its chains, as ``strategies.revision_table`` values it: by a
     verifier, each chain offers its best-scored attempt and the best chain wins (expected reward over ties, within
-    and among chains); by (weighted) majority, the chains' last attempts vote."""
+    and among chains, each broken uniformly with ``rng``, else the first); by (weighted) majority, the chains' last
+    attempts vote."""
     if not rule.startswith("bon:"):
         last = [chain[-1] for chain in chains]
-        accuracy, pick = _select(rule, last)
+        accuracy, pick = _select(rule, last, rng)
         return accuracy, last[pick]
     verifier = rule.split(":", 1)[1]
     offers = []
@@ -354,16 +357,23 @@ def chain_pick(rule: str, chains: list[list[dict]]) -> tuple[float, dict]:
         scores = [_score(row, verifier) for row in chain]
         top = max(scores)
         tied = [row for row, v in zip(chain, scores) if v == top]
-        offers.append((top, float(np.mean([row["reward"] for row in tied])), tied[0]))
+        offers.append((top, float(np.mean([row["reward"] for row in tied])), tied))
     best = max(top for top, _, _ in offers)
-    winners = [(reward, row) for top, reward, row in offers if top == best]
-    return float(np.mean([reward for reward, _ in winners])), winners[0][1]
+    winners = [(reward, tied) for top, reward, tied in offers if top == best]
+    chain = winners[0 if rng is None else int(rng.integers(len(winners)))][1]
+    return float(np.mean([reward for reward, _ in winners])), chain[0 if rng is None else int(rng.integers(len(chain)))]
 
 
-def _select(rule: str, rows: list[dict]) -> tuple[float, int]:
+def _select(rule: str, rows: list[dict], rng: np.random.Generator | None = None) -> tuple[float, int]:
     verifier = rule.split(":", 1)[1] if ":" in rule else None
     scores = None if verifier is None else [_score(row, verifier) for row in rows]
-    return selected_accuracy(rule, [row["reward"] for row in rows], [row["answer"] for row in rows], scores)
+    return selected_accuracy(rule, [row["reward"] for row in rows], [row["answer"] for row in rows], scores, rng)
+
+
+def _ties(seed: int, prompt_id: str) -> np.random.Generator:
+    """The generator that breaks a prompt's ties among equally good candidates: uniformly, as the plan's values
+    assume (the first of them would favour probes, which come first), and the same on every run of the seed."""
+    return np.random.default_rng([seed, zlib.crc32(prompt_id.encode())])
 
 
 def _score(row: dict, verifier: str) -> float:
