@@ -213,3 +213,46 @@ def test_vectorised_over_prompts_equals_row_by_row():
     whole = bon_curve(scores, rewards)
     for p in range(20):
         np.testing.assert_allclose(whole[p], bon_curve(scores[p], rewards[p])[0], atol=1e-12)
+
+
+class _FixedOrder:
+    """Stands in for a numpy Generator: every Monte-Carlo draw visits the samples in one given order."""
+
+    def __init__(self, order):
+        self.order = np.asarray(order)
+
+    def permuted(self, a, axis=0):
+        return np.broadcast_to(self.order[:, None], a.shape).copy()
+
+
+@pytest.mark.parametrize("rule", ["maj", "sum", "max"])
+@settings(max_examples=150, deadline=None)
+@given(case=prompt(max_n=6, binary=False), data=st.data())
+def test_each_monte_carlo_draw_averages_the_tie_of_its_own_prefix_exactly(rule, case, data):
+    """A vote curve's draw is one order of the samples; its value at k must be the reward of the vote among the first
+    k, ties between answers averaged: the Monte-Carlo mean is unbiased only if every draw is. (The first lead once
+    counted twice in its own tie, which biased draws whose first sample stayed tied.)"""
+    from infertune.estimators.vote_scan import scan_curves
+
+    answers, rewards, scores = case
+    n = len(answers)
+    order = data.draw(st.permutations(range(n)))
+    codes = {a: i for i, a in enumerate(dict.fromkeys(a for a in answers if a is not None))}
+    ids = np.array([[codes[a] if a is not None else -1 for a in answers]])
+    value = brute.answer_value(answers, rewards)
+    values = np.array([[value[a] for a in codes] or [0.0]])
+    weights = np.ones((1, n)) if rule == "maj" else np.array([scores], dtype=np.float64)
+    mean, _ = scan_curves(ids, weights, values, "max" if rule == "max" else "sum", 2, _FixedOrder(order))
+    for k in range(1, n + 1):
+        prefix = order[:k]
+        if rule == "max":
+            expected = brute.weighted_max_outcome(answers, scores, rewards, prefix)
+        else:
+            votes: dict = {}
+            for i in prefix:
+                if answers[i] is not None:
+                    votes[answers[i]] = votes.get(answers[i], 0.0) + (scores[i] if rule == "sum" else 1.0)
+            top = max(votes.values(), default=0.0)
+            tied = [a for a, w in votes.items() if w >= top - brute.TOL * max(abs(top), 1.0)]
+            expected = float(np.mean([value[a] for a in tied])) if tied else 0.0
+        assert mean[0, k - 1] == pytest.approx(expected, abs=1e-9), (k, order)

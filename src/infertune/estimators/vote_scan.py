@@ -101,7 +101,9 @@ def _scan_chunk(ids, weights, values, aggregate, integral, n_perm, rng) -> np.nd
             wa = acc[idx] + seq_w[j]
         acc[idx] = wa
         beats = wa > hi
-        joins = (wa >= lo) ^ beats  # beats implies wa >= lo, so this is "ties but does not beat"
+        # Ties with the lead but does not beat it. (Not ``(wa >= lo) ^ beats``: before any lead lo is +inf, so the
+        # first lead would also count as joining its own tie, twice in the average until another answer beats it.)
+        joins = (wa >= lo) & ~beats
         if track_members:
             joins &= member[idx] != epoch
         va = seq_v[j]
