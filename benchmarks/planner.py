@@ -130,14 +130,16 @@ def main() -> None:
                (("orm", orm), ("prm", prm))}
     print(json.dumps({
         "efficiency_ratio": r.efficiency_ratio, "efficiency_ratio_ci": r.efficiency_ratio_ci,
-        "efficiency_ratio_ci_capped": r.efficiency_ratio_ci_capped, "budget": args.budget,
+        "efficiency_ratio_ci_capped": r.efficiency_ratio_ci_capped,
+        "efficiency_ratio_ci_over_budget": r.efficiency_ratio_ci_over_budget, "budget": args.budget,
         "adaptive_accuracy": round(r.adaptive_accuracy, 4), "adaptive_spend": round(r.adaptive_spend, 3),
         "uniform_accuracy_at_budget": round(r.uniform_accuracy, 4), "uniform_strategy": r.uniform_strategy,
         "uniform_budget_to_match": r.uniform_budget_to_match, "plan": [b["label"] for b in r.per_bin],
         "plan_is_uniform": r.guard["plan_is_uniform"], "folds_uniform": r.guard["folds_uniform"],
         "unguarded_ratio": r.guard["unguarded_ratio"], "methods_served": r.methods,
         "curve": [{k: row.get(k) for k in ("budget", "efficiency_ratio", "efficiency_ratio_ci",
-                                           "efficiency_ratio_ci_capped", "adaptive_accuracy",
+                                           "efficiency_ratio_ci_capped", "efficiency_ratio_ci_over_budget",
+                                           "adaptive_accuracy",
                                            "adaptive_spend", "uniform_accuracy", "plan_is_uniform", "methods",
                                            "skipped")} for row in result.curve],
         "efficiency_ratio_oracle_difficulty": oracle.efficiency_ratio,

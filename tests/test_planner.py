@@ -71,14 +71,17 @@ def test_cross_validation_never_fits_on_a_prompts_own_fold(monkeypatch):
     monkeypatch.setattr(plan_module, "_fit", recording_fit)
     folds, inner = 5, 4
     plan(table, hardness, budget=3, folds=folds, seed=7, inner_folds=inner, resamples=0)
-    assert calls[0] == set(range(len(hardness)))  # the saved plan is fitted on everything (first: a budget check)
+    # First the budget checks: the saved plan on everything, then each fold's training prompts.
+    assert calls[0] == set(range(len(hardness)))
     fold_of = np.random.default_rng(7).permutation(len(hardness)) % folds
+    assert calls[1 : 1 + folds] == [set(np.flatnonzero(fold_of != f).tolist()) for f in range(folds)]
+    calls = calls[1 + folds :]
     for f in range(folds):
-        group = calls[1 + f * (inner + 1) : 1 + (f + 1) * (inner + 1)]
+        group = calls[f * (inner + 1) : (f + 1) * (inner + 1)]
         test = set(np.flatnonzero(fold_of == f).tolist())
         assert group[0] | test == set(range(len(hardness))) and not group[0] & test
         assert all(c < group[0] for c in group[1:])  # the guard's inner folds split the fold's training prompts
-    assert len(calls) == 1 + folds * (inner + 1) + folds  # then the unguarded cross-validation of the saved plan
+    assert len(calls) == folds * (inner + 1) + folds  # then the unguarded cross-validation of the saved plan
 
 
 def test_a_prompts_own_values_do_not_change_its_strategy():
@@ -317,13 +320,14 @@ def test_the_ratio_interval_refits_the_whole_plan_on_each_resample(monkeypatch):
     folds, inner, resamples = 5, 4, 3
     result = plan(table, hardness, budget=3, folds=folds, seed=2, inner_folds=inner, resamples=resamples)
     per_cv = folds * (inner + 1)
-    # The saved plan's fit (first: it checks the budget), the cross-validation, one per resample, and the unguarded
-    # one that decides whether the saved plan is uniform.
-    assert len(calls) == 1 + per_cv + resamples * per_cv + folds
+    # The budget checks (the saved plan's fit, then each fold's), the cross-validation, one per resample, and the
+    # unguarded one that decides whether the saved plan is uniform.
+    assert len(calls) == 1 + folds + per_cv + resamples * per_cv + folds
     assert len(calls[0]) == len(hardness)
+    calls = calls[1 + folds :]
     resampled = []
     for r in range(resamples):
-        outer = [Counter(train.tolist()) for train in calls[1 + per_cv * (r + 1) : 1 + per_cv * (r + 2) : inner + 1]]
+        outer = [Counter(train.tolist()) for train in calls[per_cv * (r + 1) : per_cv * (r + 2) : inner + 1]]
         # A prompt drawn c times is in folds - 1 training sets with all c copies: total c (folds - 1).
         drawn = {prompt: count // (folds - 1) for prompt, count in sum(outer, Counter()).items()}
         assert max(drawn.values()) > 1  # the resample repeats prompts
@@ -450,26 +454,32 @@ def test_resamples_uniform_never_matches_are_reported_as_bounds():
     assert "does not match it" in words and "-≥" in words
 
 
-def test_a_fold_whose_probes_cost_more_than_the_budget_answers_as_uniform_best_of_n():
+def test_a_budget_some_fold_cannot_afford_is_refused_before_any_figure_and_left_out_of_the_interval():
     """Probes counted in tokens cost each prompt something else, so a budget just above their mean can lie below a
-    fold's: that fold has no plan and takes the uniform fallback (no probes), instead of failing the run."""
+    fold's training prompts': no plan fits there. plan refuses it at once, naming the fold and the cost in
+    sample-equivalents (a fold answered by uniform Best-of-N would make the cross-validated ratio a mix of plan and
+    baseline); bootstrap resamples with such a fold are left out of the interval and counted."""
     table, hardness = _table(60, seed=3)
     kept = Strategy(1.0, "bon:v", 0, keeps_probes=True)  # answers with the probe: costs the probe alone
-    table = StrategyTable([*table.strategies, kept], np.column_stack([table.values, table.values[:, 0]]),
-                          table.prompt_ids)
+    values = np.column_stack([table.values, 0.5 * table.values[:, 0]])  # worse than Best-of-1: a mix would show
+    table = StrategyTable([*table.strategies, kept], values, table.prompt_ids)
     probe_costs = np.random.default_rng(3).uniform(0.2, 1.8, len(hardness))
-    budget = float(probe_costs.mean()) + 1e-3  # only the kept probe fits, and not on every fold's training prompts
-    result = plan(table, hardness, budget=budget, bins=1, folds=5, probe=(1.0, 1), probe_costs=probe_costs,
-                  resamples=20, guard=False)
+    options = dict(bins=1, folds=5, probe=(1.0, 1), probe_costs=probe_costs, guard=False)
     fold_of = np.random.default_rng(0).permutation(len(hardness)) % 5
-    over = [f for f in range(5) if probe_costs[fold_of != f].mean() > budget]
-    assert over and result.guard["folds_over_budget"] == len(over) < 5
-    n1 = next(i for i, s in enumerate(table.strategies) if s.n == 1 and not s.keeps_probes)
-    for f in range(5):
-        in_fold = fold_of == f
-        expected = n1 if f in over else len(table.strategies) - 1  # Best-of-1 uniform fallback, else the kept probe
-        assert (result.assignments[in_fold] == expected).all()
-    assert result.spec["strategies"] == [asdict(kept)]  # on every prompt the kept probe fits the budget
-    with pytest.raises(BudgetTooSmall, match=r"budget 0\.5 is below the cheapest strategy "
-                       r"\([0-9.]+ sample-equivalents per prompt on these prompts, [0-9.]+ of them probes\)"):
-        plan(table, hardness, budget=0.5, bins=1, folds=5, probe=(1.0, 1), probe_costs=probe_costs, resamples=0)
+    train_cost = [probe_costs[fold_of != f].mean() for f in range(5)]
+    budget = float(probe_costs.mean()) + 1e-3  # only the kept probe fits, and not on every fold's training prompts
+    assert max(train_cost) > budget
+    worst = int(np.argmax(train_cost))
+    with pytest.raises(BudgetTooSmall, match=rf"cheapest plan on the training prompts of fold {worst + 1} "
+                                             rf"\({train_cost[worst]:.4g} sample-equivalents per prompt, "
+                                             rf"{train_cost[worst]:.4g} of them probes\)"):
+        plan(table, hardness, budget=budget, resamples=0, **options)
+    with pytest.raises(BudgetTooSmall, match=rf"budget 0.5 is below the cheapest plan on these prompts "
+                                             rf"\({probe_costs.mean():.4g} sample-equivalents"):
+        plan(table, hardness, budget=0.5, resamples=0, **options)
+    # Every fold affords the kept probe; some resamples' folds do not, and are left out of the interval.
+    budget = max(train_cost) + 1e-3
+    result = plan(table, hardness, budget=budget, resamples=40, **options)
+    assert (result.assignments == len(table.strategies) - 1).all()  # every fold's plan is the kept probe
+    assert result.adaptive_accuracy == pytest.approx(values[:, -1].mean())
+    assert 0 < result.efficiency_ratio_ci_over_budget < 1 and result.efficiency_ratio_ci is not None

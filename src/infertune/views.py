@@ -92,6 +92,9 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
                   f"{unit} per prompt{probes}, vs uniform {p.uniform_strategy} {p.uniform_accuracy:.3f}; "
                   + _efficiency_words(p.efficiency_ratio, p.efficiency_ratio_ci, p.uniform_budget_to_match, run.n,
                                       p.adaptive_spend, p.efficiency_ratio_ci_capped))
+    if p.efficiency_ratio_ci_over_budget > 0:
+        console.print(f"interval: {p.efficiency_ratio_ci_over_budget:.0%} of the bootstrap resamples left out (a fold "
+                      "there could afford no plan at this budget)")
     guard = p.guard
     if guard.get("enabled"):
         console.print(f"guard: {guard['folds_uniform']} of {guard['folds']} folds fell back to uniform Best-of-N; "
@@ -104,7 +107,7 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
             curve.add_column(column, justify="left" if column == "methods" else "right")
         for r in run.curve:
             if "skipped" in r:
-                curve.add_row(f"{r['budget']:g}", "-", "-", "-", "-", "-", "skipped: budget below the probes")
+                curve.add_row(f"{r['budget']:g}", "-", "-", "-", "-", "-", "skipped: no plan fits the budget")
                 continue
             ci = r["efficiency_ratio_ci"]
             ratio = r["efficiency_ratio"]

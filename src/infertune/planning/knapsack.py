@@ -15,7 +15,12 @@ _TOL = 1e-9
 
 
 class BudgetTooSmall(ValueError):
-    """No choice of one strategy per bin fits the budget: even the cheapest costs more on these prompts."""
+    """No choice of one strategy per bin fits the budget: even the cheapest (``cheapest``, per prompt in the costs'
+    unit) costs more on these prompts."""
+
+    def __init__(self, message: str, cheapest: float) -> None:
+        super().__init__(message)
+        self.cheapest = cheapest
 
 
 def _frontier(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -37,7 +42,7 @@ def choose_per_bin(acc: np.ndarray, costs: np.ndarray, weights: np.ndarray,
     weights = np.asarray(weights, dtype=np.float64)
     cheapest = float((weights * costs.min(axis=1)).sum())
     if cheapest > budget * (1 + _TOL) + _TOL:
-        raise BudgetTooSmall(f"budget {budget:g} is below the cheapest strategy ({cheapest:g} per prompt)")
+        raise BudgetTooSmall(f"budget {budget:g} is below the cheapest strategy ({cheapest:g} per prompt)", cheapest)
     total_cost = np.zeros(1)
     total_acc = np.zeros(1)
     picks = np.zeros((1, 0), dtype=np.int64)

@@ -55,6 +55,7 @@ class PlanResult:
     methods: dict = field(default_factory=dict)  # share of prompts each method served under cross-validation
     uniform_curve: list = field(default_factory=list)  # [N, cost (sample-equivalents), cross-validated accuracy]
     efficiency_ratio_ci_capped: float = 0.0  # share of resamples uniform never matched (ratio counted at a bound)
+    efficiency_ratio_ci_over_budget: float = 0.0  # share of resamples left out: a fold there afforded no plan
 
 
 @dataclass
@@ -157,13 +158,18 @@ class _Outcome:
                                             resamples, seed) >= confidence
 
 
+def _fold_of(index: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each entry's fold, drawn over distinct prompts so that every copy of a prompt lands in the same fold."""
+    distinct, copy_of = np.unique(index, return_inverse=True)
+    return (np.random.default_rng(seed).permutation(len(distinct)) % folds)[copy_of]
+
+
 def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inner_folds: int | None) -> _Outcome:
     """Fit on all folds but one, apply to that one. With ``inner_folds``, each fit is guarded by an inner
     cross-validation on its own training prompts. ``index`` may repeat a prompt (a bootstrap resample): folds are
     drawn over distinct prompts, so every copy of a prompt lands in one fold and no prompt is scored by a fit that
     saw it."""
-    distinct, copy_of = np.unique(index, return_inverse=True)
-    fold_of = (np.random.default_rng(seed).permutation(len(distinct)) % folds)[copy_of]
+    fold_of = _fold_of(index, folds, seed)
     accuracy, spent = np.zeros(len(index)), np.zeros(len(index))
     assignment = np.zeros(len(index), dtype=np.int64)
     uniform_acc: dict[int, np.ndarray] = {}
@@ -176,9 +182,10 @@ def _cross_validate(pb: _Problem, index: np.ndarray, folds: int, seed: int, inne
         try:
             chosen, edges = _fit(pb, train)
         except BudgetTooSmall:
-            # A budget just above the probes' mean cost can lie below what this fold's training prompts' probes
-            # cost (probes counted in tokens differ by prompt): no plan fits there, so the fold answers as the
-            # baseline does rather than failing the whole run.
+            # Probes counted in tokens cost each prompt something else, so a budget just above their mean can lie
+            # below some training prompts'. ``plan`` refuses such a budget for its own folds; inside the guard's inner
+            # cross-validation (the guard then judges the plan with this fold uniform: conservative) and in bootstrap
+            # resamples (which ``refit_ratio_interval`` leaves out and counts) the fold answers as the baseline does.
             chosen = edges = None
             folds_over_budget += 1
         inner = (_cross_validate(pb, train, inner_folds, inner_seed, None)
@@ -211,25 +218,47 @@ def _outcome_ratio(outcome: _Outcome) -> tuple[float, bool]:
 
 
 def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int | None, resamples: int,
-                         confidence: float = 0.95) -> tuple[tuple[float, float] | None, float]:
+                         confidence: float = 0.95) -> tuple[tuple[float, float] | None, float, float]:
     """Percentile bootstrap over prompts of the whole procedure: each resample draws prompts with replacement and
     re-runs it on them (fold split, bin edges, per-bin choices, the guard's inner cross-validation, uniform's choice
     of verifier and temperature per N), so the interval covers the variance of the choices as well as of the
     prompts. Copies of a prompt share a fold. A resample holds about 63% distinct prompts, so each refit learns from
     less than the real run does: with few prompts the interval sits somewhat low (conservative). A resample that
-    uniform Best-of-N never matches counts at uniform's largest cost / the plan's spend, a lower bound: returns the
-    interval and the share of such resamples (above (1 - confidence) / 2, the upper end is itself a lower bound)."""
+    uniform Best-of-N never matches counts at uniform's largest cost / the plan's spend, a lower bound. A resample in
+    which some fold's training prompts afford no plan at the budget (their probes cost more) measures a mix of plan
+    and baseline, not the plan, and is left out. Returns the interval (None if every resample was left out), the
+    share of the kept resamples counted at the bound (above (1 - confidence) / 2, the upper end is itself a lower
+    bound), and the share left out."""
     if resamples < 1:
-        return None, 0.0
+        return None, 0.0, 0.0
     n_prompts = len(pb.hardness)
     rng = np.random.default_rng([seed, 99])
     ratios, capped = np.empty(resamples), np.zeros(resamples, dtype=bool)
+    kept = np.ones(resamples, dtype=bool)
     for i in range(resamples):
         index = np.sort(rng.integers(0, n_prompts, n_prompts))
-        ratios[i], capped[i] = _outcome_ratio(_cross_validate(pb, index, folds, seed + i + 1, inner_folds))
+        outcome = _cross_validate(pb, index, folds, seed + i + 1, inner_folds)
+        kept[i] = outcome.folds_over_budget == 0
+        ratios[i], capped[i] = _outcome_ratio(outcome)
+    left_out = float(1 - kept.mean())
+    if not kept.any():
+        return None, 0.0, left_out
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(ratios, [alpha, 1 - alpha])
-    return (float(low), float(high)), float(capped.mean())
+    low, high = np.quantile(ratios[kept], [alpha, 1 - alpha])
+    return (float(low), float(high)), float(capped[kept].mean()), left_out
+
+
+def _affordable(pb: _Problem, prompts: np.ndarray, probe_costs: np.ndarray, where: str):
+    """``_fit`` on ``prompts``, or a ``BudgetTooSmall`` that says, in sample-equivalents, what the cheapest plan
+    there costs and how much of it is probes."""
+    try:
+        return _fit(pb, prompts)
+    except BudgetTooSmall as exc:
+        unit = pb.table.unit_size
+        raise BudgetTooSmall(f"budget {pb.budget / unit:g} is below the cheapest plan on {where} "
+                             f"({exc.cheapest / unit:.4g} sample-equivalents per prompt, "
+                             f"{float(probe_costs[prompts].mean()) / unit:.4g} of them probes); raise the budget or "
+                             "draw fewer probe samples", exc.cheapest) from None
 
 
 def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int = 5, folds: int = 5,
@@ -258,18 +287,16 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                   np.asarray(hardness, dtype=np.float64), budget * unit, bins, guard_confidence,
                   fallback_se)
     everyone = np.arange(n_prompts)
-    try:  # the saved plan, fitted first: a budget no plan fits on these prompts fails before any cross-validation
-        final_fit = _fit(pb, everyone)
-    except BudgetTooSmall:
-        cheapest, probes = pb.total.mean(axis=0).min() / unit, float(np.mean(probe_costs)) / unit
-        raise BudgetTooSmall(f"budget {budget:g} is below the cheapest strategy ({cheapest:.3g} sample-equivalents "
-                             f"per prompt on these prompts, {probes:.3g} of them probes)") from None
+    final_fit = _affordable(pb, everyone, np.asarray(probe_costs), "these prompts")  # the saved plan, fitted first
+    fold_of = _fold_of(everyone, folds, seed)
+    for f in range(folds):  # every fold's plan too, or the cross-validated figures would not be the plan's
+        _affordable(pb, everyone[fold_of != f], np.asarray(probe_costs), f"the training prompts of fold {f + 1}")
     outcome = _cross_validate(pb, everyone, folds, seed, inner_folds if guard else None)
     adaptive, spend = float(outcome.accuracy.mean()), float(outcome.spent.mean())
     uniform_acc = {n: float(v.mean()) for n, v in outcome.uniform_acc.items()}
     uniform_cost = {n: float(v.mean()) for n, v in outcome.uniform_cost.items()}
     match, ratio = efficiency(adaptive, spend, uniform_acc, uniform_cost)
-    interval, capped = refit_ratio_interval(pb, folds, seed, inner_folds if guard else None, resamples)
+    interval, capped, left_out = refit_ratio_interval(pb, folds, seed, inner_folds if guard else None, resamples)
     n_at_budget = max((n for n in uniform_cost if uniform_cost[n] <= pb.budget * (1 + 1e-9)), default=min(uniform_acc))
 
     # The saved plan: the same rule on every prompt (its guard is the unguarded cross-validation over everyone).
@@ -297,7 +324,7 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_cost.items()})
     guard_info = {"enabled": guard, "confidence": guard_confidence, "fallback_se": fallback_se,
                   "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
-                  "folds_over_budget": outcome.folds_over_budget,
+
                   "folds": folds, "unguarded_accuracy": float(unguarded.accuracy.mean()),
                   "unguarded_spend": float(unguarded.spent.mean()) / unit, "unguarded_ratio": unguarded_ratio}
     spec = {"difficulty": "none" if use_uniform else difficulty_kind, "bin_edges": [float(e) for e in edges],
@@ -311,7 +338,8 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                       adaptive_spend=spend / unit, uniform_strategy=table.strategies[best_uniform].label(),
                       uniform_accuracy=uniform_acc[n_at_budget],
                       uniform_budget_to_match=None if match is None else match / unit, efficiency_ratio=ratio,
-                      efficiency_ratio_ci=interval, efficiency_ratio_ci_capped=capped, spec=spec, probe=None if use_uniform else probe,
+                      efficiency_ratio_ci=interval, efficiency_ratio_ci_capped=capped,
+                      efficiency_ratio_ci_over_budget=left_out, spec=spec, probe=None if use_uniform else probe,
                       per_bin=per_bin, assignments=outcome.assignment, unit=table.unit, unit_size=unit,
                       guard=guard_info, methods=methods,
                       uniform_curve=[[n, uniform_cost[n] / unit, uniform_acc[n]] for n in sorted(uniform_acc)])
@@ -339,6 +367,7 @@ def efficiency_curve(table: StrategyTable, hardness: np.ndarray, budgets: list[f
                      "uniform_accuracy": r.uniform_accuracy, "uniform_budget_to_match": r.uniform_budget_to_match,
                      "efficiency_ratio": r.efficiency_ratio, "efficiency_ratio_ci": r.efficiency_ratio_ci,
                      "efficiency_ratio_ci_capped": r.efficiency_ratio_ci_capped,
+                     "efficiency_ratio_ci_over_budget": r.efficiency_ratio_ci_over_budget,
                      "plan_is_uniform": r.guard.get("plan_is_uniform", False), "methods": r.methods,
                      "strategies": [b_["label"] for b_ in r.per_bin], "uniform_curve": r.uniform_curve})
     return rows
