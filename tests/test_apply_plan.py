@@ -74,6 +74,20 @@ def test_a_pick_breaks_ties_uniformly_so_the_answer_written_is_what_the_value_as
     assert np.mean([rewards[i] for _, i in picks]) == pytest.approx(accuracy, abs=0.13)  # 5 s.e. of 400 draws
 
 
+def test_a_weighted_vote_pick_draws_a_tied_answer_first_then_one_of_its_samples():
+    """Exact frequencies on a tie between answers with unequal numbers of samples (a pick uniform over the pooled
+    samples would give each 1/3), and weights that tie only up to rounding (0.1 + 0.2 against 0.3), as in the
+    values."""
+    answers, rewards = ["1", "1", "2"], [1.0, 1.0, 0.0]
+    rng = np.random.default_rng(1)
+    for scores in ([0.5, 0.5, 1.0], [0.1, 0.2, 0.3]):
+        accuracy, _ = selected_accuracy("wmaj:v", rewards, answers, scores)
+        assert accuracy == pytest.approx(0.5)
+        counts = Counter(selected_accuracy("wmaj:v", rewards, answers, scores, rng)[1] for _ in range(4000))
+        assert counts[2] / 4000 == pytest.approx(0.5, abs=0.03)
+        assert counts[0] / 4000 == pytest.approx(0.25, abs=0.03) and counts[1] / 4000 == pytest.approx(0.25, abs=0.03)
+
+
 def test_a_revision_pick_breaks_ties_among_chains_then_within_one():
     """By a verifier, chains tied at the top score are equally likely, then the tied attempts within the chain."""
     from infertune.planning.apply import chain_pick

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from infertune.estimators import bon_curve, maj_curve, pass_curve, weighted_maj_curve
+from infertune.estimators.vote_scan import TIE_RTOL
 from infertune.registry import Registry
 
 
@@ -96,7 +97,8 @@ def _pick_vote(weighted: bool):
         if not weight:  # no sample has a parsed answer: any is as good
             return 0.0, _one_of(range(len(answers)), rng)
         top = max(weight.values())
-        tied = [a for a, w in weight.items() if w == top]
+        # Weights within the vote curves' relative tolerance tie, as they do in the values (0.1 + 0.2 and 0.3).
+        tied = [a for a, w in weight.items() if w >= top - TIE_RTOL * max(abs(top), 1.0)]
         answer = tied[_one_of(range(len(tied)), rng)]
         return float(np.mean([r[members[a]].mean() for a in tied])), _one_of(members[answer], rng)
 

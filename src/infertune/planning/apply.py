@@ -373,7 +373,7 @@ def _select(rule: str, rows: list[dict], rng: np.random.Generator | None = None)
 def _ties(seed: int, prompt_id: str) -> np.random.Generator:
     """The generator that breaks a prompt's ties among equally good candidates: uniformly, as the plan's values
     assume (the first of them would favour probes, which come first), and the same on every run of the seed."""
-    return np.random.default_rng([seed, zlib.crc32(prompt_id.encode())])
+    return np.random.default_rng([seed % 2**64, zlib.crc32(prompt_id.encode())])  # any int seed, negative too
 
 
 def _score(row: dict, verifier: str) -> float:
