@@ -3,9 +3,9 @@ last.
 
 On a shared 2-core VM the speed moves by tens of per cent within minutes, so ``benchmarks/sampling.py``'s few long
 rounds (every contender of one row, then the next row) cannot tell a 10% difference from drift. Here each round runs
-the two contenders of one comparison on the same seed, one right after the other, in alternating order, and the
-figure is the per-round ratio of their rates (tokens generated, end-of-sequence included, over the wall-clock or the
-process CPU time of the whole call, prompt pass included), with a t interval over rounds. CPU time leaves out what
+the two contenders of one comparison (on the same seed where both are our sampler), one right after the other, in
+alternating order, and the figure is the per-round ratio of their rates (tokens generated, end-of-sequence
+included, over the wall-clock or the process CPU time of the whole call, prompt pass included), with a t interval over rounds. CPU time leaves out what
 the hypervisor takes while a thread is descheduled (``/proc/stat``'s steal, recorded per call), so it is the steadier
 of the two. The first round is a warm-up and not counted.
 
@@ -40,6 +40,7 @@ from sampling import generated_tokens, make_prompts  # noqa: E402
 
 COMPARISONS = {"generate": ("ours", "generate"), "retention": ("long", "short"), "step": ("own", "forward")}
 DEFAULT_NEW_TOKENS = {"generate": 64, "retention": 64, "step": 16}
+DEFAULT_ROUNDS = {"generate": 9, "retention": 9, "step": 21}  # the step's difference is small: more rounds
 
 
 def steal_jiffies() -> int:
@@ -93,7 +94,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", choices=sorted(COMPARISONS), required=True)
     parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--rounds", type=int, default=9, help="rounds, the first one a warm-up")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help=f"rounds, the first one a warm-up (default: {DEFAULT_ROUNDS})")
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=256)
     parser.add_argument("--long-prompt-tokens", type=int, default=2048, help="the long prompt (--compare retention)")
@@ -103,6 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.new_tokens is None:
         args.new_tokens = DEFAULT_NEW_TOKENS[args.compare]
+    if args.rounds is None:
+        args.rounds = DEFAULT_ROUNDS[args.compare]
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     loaded = load(args.model)
@@ -124,6 +128,7 @@ def main() -> None:
     print(json.dumps({
         "compare": args.compare, "ratio": f"{top} / {bottom}", "model": args.model, "n": args.n,
         "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads,
+        "step": HFSampler(loaded.model, loaded.tokenizer).step,
         **({"long_prompt_tokens": args.long_prompt_tokens} if args.compare == "retention" else {}),
         "ratio_wall": t_interval(np.array(wall[top]) / np.array(wall[bottom])),
         "ratio_cpu": t_interval(np.array(cpu[top]) / np.array(cpu[bottom])),
