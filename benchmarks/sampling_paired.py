@@ -6,8 +6,8 @@ rounds (every contender of one row, then the next row) cannot tell a 10% differe
 the two contenders of one comparison (on the same seed where both are our sampler), one right after the other, in
 alternating order, and the figure is the per-round ratio of their rates (tokens generated, end-of-sequence
 included, over the wall-clock or the process CPU time of the whole call, prompt pass included), with a t interval
-over rounds. CPU time leaves out what the hypervisor takes while a thread is descheduled (``/proc/stat``'s steal, recorded per call), so it is the steadier
-of the two. The first round is a warm-up and not counted.
+over rounds. CPU time leaves out what the hypervisor takes while a thread is descheduled (``/proc/stat``'s steal,
+recorded per call), so it is the steadier of the two. The first round is a warm-up and not counted.
 
 Comparisons (``--compare``):
 
