@@ -88,6 +88,14 @@ def test_a_weighted_vote_pick_draws_a_tied_answer_first_then_one_of_its_samples(
         assert counts[0] / 4000 == pytest.approx(0.25, abs=0.03) and counts[1] / 4000 == pytest.approx(0.25, abs=0.03)
 
 
+def test_the_tie_generator_is_fixed_by_seed_and_prompt_and_takes_any_int_seed():
+    from infertune.planning.apply import _ties
+
+    draws = {(seed, pid): _ties(seed, pid).random() for seed in (-1, 0, 1) for pid in ("p", "q")}
+    assert len(set(draws.values())) == len(draws)  # every (seed, prompt) draws its own ties
+    assert all(_ties(seed, pid).random() == value for (seed, pid), value in draws.items())  # and the same each run
+
+
 def test_a_revision_pick_breaks_ties_among_chains_then_within_one():
     """By a verifier, chains tied at the top score are equally likely, then the tied attempts within the chain."""
     from infertune.planning.apply import chain_pick

@@ -468,18 +468,19 @@ def test_a_budget_some_fold_cannot_afford_is_refused_before_any_figure_and_left_
     fold_of = np.random.default_rng(0).permutation(len(hardness)) % 5
     train_cost = [probe_costs[fold_of != f].mean() for f in range(5)]
     budget = float(probe_costs.mean()) + 1e-3  # only the kept probe fits, and not on every fold's training prompts
-    assert max(train_cost) > budget
-    worst = int(np.argmax(train_cost))
-    with pytest.raises(BudgetTooSmall, match=rf"cheapest plan on the training prompts of fold {worst + 1} "
-                                             rf"\({train_cost[worst]:.4g} sample-equivalents per prompt, "
-                                             rf"{train_cost[worst]:.4g} of them probes\)"):
+    first = next(f for f in range(5) if train_cost[f] > budget)  # the first fold that cannot afford it is named
+    with pytest.raises(BudgetTooSmall, match=rf"cheapest plan on the training prompts of fold {first + 1} "
+                                             rf"\({train_cost[first]:.4g} sample-equivalents per prompt, "
+                                             rf"{train_cost[first]:.4g} of them probes\)"):
         plan(table, hardness, budget=budget, resamples=0, **options)
     with pytest.raises(BudgetTooSmall, match=rf"budget 0.5 is below the cheapest plan on these prompts "
                                              rf"\({probe_costs.mean():.4g} sample-equivalents"):
         plan(table, hardness, budget=0.5, resamples=0, **options)
-    # Every fold affords the kept probe; some resamples' folds do not, and are left out of the interval.
+    # Every fold affords the kept probe; some resamples' folds do not: left out, and with more than 2.5% of them
+    # left out there is no interval (it would hold only for the resamples that happened to afford the budget).
     budget = max(train_cost) + 1e-3
     result = plan(table, hardness, budget=budget, resamples=40, **options)
     assert (result.assignments == len(table.strategies) - 1).all()  # every fold's plan is the kept probe
     assert result.adaptive_accuracy == pytest.approx(values[:, -1].mean())
-    assert 0 < result.efficiency_ratio_ci_over_budget < 1 and result.efficiency_ratio_ci is not None
+    assert 0.025 < result.efficiency_ratio_ci_over_budget < 1 and result.efficiency_ratio_ci is None
+    assert plan(table, hardness, budget=budget + 0.3, resamples=40, **options).efficiency_ratio_ci is not None

@@ -91,8 +91,9 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
     console.print(f"cross-validated accuracy: adaptive {p.adaptive_accuracy:.3f} spending {p.adaptive_spend:.2f} "
                   f"{unit} per prompt{probes}, vs uniform {p.uniform_strategy} {p.uniform_accuracy:.3f}; "
                   + _efficiency_words(p.efficiency_ratio, p.efficiency_ratio_ci, p.uniform_budget_to_match, run.n,
-                                      p.adaptive_spend, p.efficiency_ratio_ci_capped))
-    if p.efficiency_ratio_ci_over_budget > 0:
+                                      p.adaptive_spend, p.efficiency_ratio_ci_capped,
+                                      p.efficiency_ratio_ci_over_budget))
+    if 0 < p.efficiency_ratio_ci_over_budget and p.efficiency_ratio_ci:
         console.print(f"interval: {p.efficiency_ratio_ci_over_budget:.0%} of the bootstrap resamples left out (a fold "
                       "there could afford no plan at this budget)")
     guard = p.guard
@@ -107,7 +108,7 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
             curve.add_column(column, justify="left" if column == "methods" else "right")
         for r in run.curve:
             if "skipped" in r:
-                curve.add_row(f"{r['budget']:g}", "-", "-", "-", "-", "-", "skipped: no plan fits the budget")
+                curve.add_row(f"{r['budget']:g}", "-", "-", "-", "-", "-", "skipped: " + r["skipped"][:60])
                 continue
             ci = r["efficiency_ratio_ci"]
             ratio = r["efficiency_ratio"]
@@ -131,13 +132,15 @@ def show_plan(run, config, paths: dict, console: Console) -> None:
     console.print("wrote " + ", ".join(str(path) for path in paths.values()))
 
 
-def _efficiency_words(ratio, interval, match, n: int, spend: float, capped: float = 0.0) -> str:
+def _efficiency_words(ratio, interval, match, n: int, spend: float, capped: float = 0.0,
+                      over_budget: float = 0.0) -> str:
     if ratio is None:
         words = f"uniform Best-of-N does not match it with any N <= {n} (efficiency ratio above {n / spend:.1f})"
     else:
         words = f"uniform Best-of-N needs {match:.2f} to match it: efficiency ratio {ratio:.2f}"
     if not interval:
-        return words + " (no interval: --bootstrap 0)"
+        return words + (f" (no interval: in {over_budget:.0%} of the bootstrap resamples a fold afforded no plan at "
+                        "this budget)" if over_budget else " (no interval: --bootstrap 0)")
     upper = ("≥" if capped > 0.025 else "") + f"{interval[1]:.2f}"  # resamples uniform never matched: bounds
     return words + (f" (95% bootstrap interval over prompts, the plan refitted on each resample: "
                     f"{interval[0]:.2f}-{upper})")

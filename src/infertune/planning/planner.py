@@ -226,9 +226,10 @@ def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int |
     less than the real run does: with few prompts the interval sits somewhat low (conservative). A resample that
     uniform Best-of-N never matches counts at uniform's largest cost / the plan's spend, a lower bound. A resample in
     which some fold's training prompts afford no plan at the budget (their probes cost more) measures a mix of plan
-    and baseline, not the plan, and is left out. Returns the interval (None if every resample was left out), the
-    share of the kept resamples counted at the bound (above (1 - confidence) / 2, the upper end is itself a lower
-    bound), and the share left out."""
+    and baseline, not the plan, and is left out; the interval is then conditional on the budget being affordable,
+    so when more than (1 - confidence) / 2 of the resamples are left out there is no interval. Returns the interval
+    (or None), the share of the kept resamples counted at the bound (above (1 - confidence) / 2, the upper end is
+    itself a lower bound), and the share left out."""
     if resamples < 1:
         return None, 0.0, 0.0
     n_prompts = len(pb.hardness)
@@ -241,9 +242,9 @@ def refit_ratio_interval(pb: _Problem, folds: int, seed: int, inner_folds: int |
         kept[i] = outcome.folds_over_budget == 0
         ratios[i], capped[i] = _outcome_ratio(outcome)
     left_out = float(1 - kept.mean())
-    if not kept.any():
-        return None, 0.0, left_out
     alpha = (1 - confidence) / 2
+    if left_out > alpha:
+        return None, 0.0, left_out
     low, high = np.quantile(ratios[kept], [alpha, 1 - alpha])
     return (float(low), float(high)), float(capped[kept].mean()), left_out
 
@@ -324,7 +325,6 @@ def plan(table: StrategyTable, hardness: np.ndarray, budget: float, *, bins: int
                                                   {n: float(v.mean()) for n, v in unguarded.uniform_cost.items()})
     guard_info = {"enabled": guard, "confidence": guard_confidence, "fallback_se": fallback_se,
                   "plan_is_uniform": bool(use_uniform), "folds_uniform": outcome.folds_uniform,
-
                   "folds": folds, "unguarded_accuracy": float(unguarded.accuracy.mean()),
                   "unguarded_spend": float(unguarded.spent.mean()) / unit, "unguarded_ratio": unguarded_ratio}
     spec = {"difficulty": "none" if use_uniform else difficulty_kind, "bin_edges": [float(e) for e in edges],
