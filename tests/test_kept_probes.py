@@ -186,3 +186,25 @@ def test_eval_plan_keeps_every_probe_at_another_temperature(tmp_path):
             assert len(fresh) == (min(reached[0] + 1, 2) if reached else 2) and r["samples"] == len(fresh) + 2
             assert r["accuracy"] == pytest.approx(_best(rows[pid])) and _picked(r, rows[pid])
     assert "second" in kinds, "no prompt stopped on its second probe alone: the test shows nothing for m > 1"
+
+
+def test_eval_plan_breaks_each_prompts_ties_with_its_own_seeded_generator(tmp_path, monkeypatch):
+    """Every selection `eval --plan` makes, by Best-of-N and by the stop rule, gets the prompt's tie generator
+    (seeded by the run's seed and the prompt id), fresh, so that ties are broken as the values assume."""
+    from infertune.planning import apply
+
+    seen = []
+    select = apply._select
+
+    def recording(rule, rows, rng=None):
+        seen.append((rows[0]["prompt_id"], None if rng is None else rng.bit_generator.state))
+        return select(rule, rows, rng)
+
+    monkeypatch.setattr(apply, "_select", recording)
+    for name, strategy in (("bon", {"temperature": 0.5, "rule": "bon:confidence", "n": 2, "keeps_probes": True}),
+                           ("stop", {"temperature": 0.5, "rule": "bon:confidence", "n": 2, "method": "sequential",
+                                     "threshold": -4.5, "keeps_probes": True})):
+        seen.clear()
+        results, _ = _apply(tmp_path / name, strategy)
+        assert sorted(pid for pid, _ in seen) == sorted(results), name  # one selection per prompt
+        assert all(state == apply._ties(0, pid).bit_generator.state for pid, state in seen), name
