@@ -60,8 +60,9 @@ def t_interval(values: np.ndarray) -> dict:
             "median": round(float(np.median(values)), 4), "rounds": int(values.size)}
 
 
-def contenders(compare: str, loaded, args) -> dict[str, Callable[[int], int]]:
-    """The comparison's two calls, each taking the round's seed and returning the tokens it generated."""
+def contenders(compare: str, loaded, args) -> tuple[dict[str, Callable[[int], int]], str]:
+    """The comparison's two calls, each taking the round's seed and returning the tokens it generated, and how our
+    sampler computes its decoding steps."""
     model, tok = loaded.model, loaded.tokenizer
     ours = HFSampler(model, tok)
     short = make_prompts(tok, 1, args.prompt_tokens)
@@ -74,11 +75,12 @@ def contenders(compare: str, loaded, args) -> dict[str, Callable[[int], int]]:
 
     if compare == "retention":
         return {"long": sampler_call(ours, make_prompts(tok, 1, args.long_prompt_tokens)),
-                "short": sampler_call(ours, short)}
+                "short": sampler_call(ours, short)}, ours.step
     if compare == "step":
         if ours.step != "llama":
             raise SystemExit(f"the own step is not used for {args.model}: {ours.step_note}")
-        return {"own": sampler_call(ours, short), "forward": sampler_call(HFSampler(model, tok, step="forward"), short)}
+        forward = HFSampler(model, tok, step="forward")
+        return {"own": sampler_call(ours, short), "forward": sampler_call(forward, short)}, ours.step
     encoded = tok(short, return_tensors="pt")
 
     def generate(seed: int) -> int:
@@ -87,7 +89,7 @@ def contenders(compare: str, loaded, args) -> dict[str, Callable[[int], int]]:
                              num_return_sequences=args.n, max_new_tokens=args.new_tokens, pad_token_id=ours.pad_id)
         return generated_tokens(out[:, encoded["input_ids"].shape[1]:], ours.eos_ids)
 
-    return {"ours": sampler_call(ours, short), "generate": generate}
+    return {"ours": sampler_call(ours, short), "generate": generate}, ours.step
 
 
 def main() -> None:
@@ -110,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     loaded = load(args.model)
-    calls = contenders(args.compare, loaded, args)
+    calls, step = contenders(args.compare, loaded, args)
     top, bottom = COMPARISONS[args.compare]
     wall, cpu, steal = ({k: [] for k in calls} for _ in range(3))
     for r in range(args.rounds):
@@ -128,7 +130,7 @@ def main() -> None:
     print(json.dumps({
         "compare": args.compare, "ratio": f"{top} / {bottom}", "model": args.model, "n": args.n,
         "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads,
-        "step": HFSampler(loaded.model, loaded.tokenizer).step,
+        "step": step,
         **({"long_prompt_tokens": args.long_prompt_tokens} if args.compare == "retention" else {}),
         "ratio_wall": t_interval(np.array(wall[top]) / np.array(wall[bottom])),
         "ratio_cpu": t_interval(np.array(cpu[top]) / np.array(cpu[bottom])),

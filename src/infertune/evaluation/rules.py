@@ -71,7 +71,7 @@ def _wmaj(rewards, answers, scores, *, aggregate="sum", mc_samples=None, seed=0,
     return RuleCurve(est.values, est.stderr, bool(est.exact.all()), note)
 
 
-def _one_of(options: Sequence[int], rng: np.random.Generator | None) -> int:
+def one_of_tied(options: Sequence[int], rng: np.random.Generator | None) -> int:
     """The first of tied options, or one drawn uniformly with ``rng``: the tie-breaking the values assume."""
     return int(options[0] if rng is None else options[int(rng.integers(len(options)))])
 
@@ -81,7 +81,7 @@ def _pick_best(rewards: Sequence[float], answers, scores: Sequence[float],
     r = np.asarray(rewards, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     best = np.flatnonzero(s == s.max())
-    return float(r[best].mean()), _one_of(best, rng)
+    return float(r[best].mean()), one_of_tied(best, rng)
 
 
 def _pick_vote(weighted: bool):
@@ -95,12 +95,12 @@ def _pick_vote(weighted: bool):
                 weight[a] += float(scores[i]) if weighted else 1.0
                 members[a].append(i)
         if not weight:  # no sample has a parsed answer: any is as good
-            return 0.0, _one_of(range(len(answers)), rng)
+            return 0.0, one_of_tied(range(len(answers)), rng)
         top = max(weight.values())
         # Weights within the vote curves' relative tolerance tie, as they do in the values (0.1 + 0.2 and 0.3).
         tied = [a for a, w in weight.items() if w >= top - TIE_RTOL * max(abs(top), 1.0)]
-        answer = tied[_one_of(range(len(tied)), rng)]
-        return float(np.mean([r[members[a]].mean() for a in tied])), _one_of(members[answer], rng)
+        answer = tied[one_of_tied(range(len(tied)), rng)]
+        return float(np.mean([r[members[a]].mean() for a in tied])), one_of_tied(members[answer], rng)
 
     return pick
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from infertune.evaluation import selected_accuracy
+from infertune.evaluation.rules import one_of_tied
 from infertune.planning.difficulty import assign_bins, probe_scores
 from infertune.planning.planner import PLAN_FORMAT
 from infertune.planning.strategies import ChainLayout, Strategy
@@ -360,8 +361,8 @@ def chain_pick(rule: str, chains: list[list[dict]],
         offers.append((top, float(np.mean([row["reward"] for row in tied])), tied))
     best = max(top for top, _, _ in offers)
     winners = [(reward, tied) for top, reward, tied in offers if top == best]
-    chain = winners[0 if rng is None else int(rng.integers(len(winners)))][1]
-    return float(np.mean([reward for reward, _ in winners])), chain[0 if rng is None else int(rng.integers(len(chain)))]
+    chain = winners[one_of_tied(range(len(winners)), rng)][1]
+    return float(np.mean([reward for reward, _ in winners])), chain[one_of_tied(range(len(chain)), rng)]
 
 
 def _select(rule: str, rows: list[dict], rng: np.random.Generator | None = None) -> tuple[float, int]:
